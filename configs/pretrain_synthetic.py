@@ -1,0 +1,25 @@
+"""Source model of the synthetic benchmark: joint main + reconstruction training.
+
+  ttt-jax pretrain configs/pretrain_synthetic.py --out /tmp/pretrain
+  # the shipped model: cp -r /tmp/pretrain/model ttt_jax/assets/segformer_small_synthetic
+"""
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.model = ml_collections.ConfigDict(dict(size="small"))
+  c.data = ml_collections.ConfigDict(dict(seed=1, num_images=1024, height=64, width=64, num_classes=8))
+  c.steps = 3000
+  c.batch_size = 16
+  c.lr = 2e-3
+  c.warmup_steps = 100
+  c.weight_decay = 0.05
+  c.recon_weight = 1.0
+  c.patch = 16
+  c.mask_ratio = 0.85
+  c.crop_min_scale = 0.5
+  c.save_every = 500
+  c.log_every = 50
+  return c

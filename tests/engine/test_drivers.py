@@ -1,0 +1,93 @@
+"""Scan, stream, vmap and sharded drivers give bit-identical predictions."""
+import jax
+import numpy as np
+import pytest
+
+from ttt_jax.engine import drivers
+from ttt_jax.engine.checkpoint import restore_state, save_state
+from tests.helpers import tiny_runner, video
+
+
+@pytest.fixture(scope="module")
+def online():
+  runner, _ = tiny_runner(mode="window")
+  vids = [video(0, t=5)[0], video(1, t=3)[0], video(2, t=4)[0], video(3, t=5)[0]]
+  ref = [runner.run_one(v, i, driver="scan")[0] for i, v in enumerate(vids)]
+  return runner, vids, ref
+
+
+def test_adaptation_changes_predictions(online):
+  runner, vids, ref = online
+  base, _ = tiny_runner(mode="none")
+  plain = base.run_one(vids[0], 0)[0]
+  # Otherwise the equality tests below would hold trivially.
+  assert not np.array_equal(plain, ref[0])
+
+
+def test_stream_equals_scan(online):
+  runner, vids, ref = online
+  for i, v in enumerate(vids[:2]):
+    labels, _ = runner.run_one(v, i, driver="stream")
+    np.testing.assert_array_equal(labels, ref[i])
+
+
+def test_live_stream_iterator_equals_scan(online):
+  runner, vids, ref = online
+  state = runner.state_for(vids[0][0], 0)
+  step = drivers.stream_driver(runner._step)
+  labels = [lab for _, lab in drivers.run_stream(step, state, iter(list(vids[0])))]
+  np.testing.assert_array_equal(np.stack(labels), ref[0])
+
+
+def test_vmap_unequal_lengths_equals_scan(online):
+  runner, vids, ref = online
+  res = runner.run_many(vids, 0)
+  for (labels, _), r in zip(res, ref):
+    assert labels.shape == r.shape
+    np.testing.assert_array_equal(labels, r)
+
+
+def test_sharded_4_devices_equals_scan(online):
+  assert len(jax.devices()) == 4, "conftest sets 4 simulated CPU devices"
+  runner, vids, ref = online
+  res = runner.run_many(vids, 0, mesh=drivers.video_mesh())
+  for (labels, _), r in zip(res, ref):
+    np.testing.assert_array_equal(labels, r)
+
+
+def test_stream_step_traced_once(online):
+  import chex
+  runner, vids, _ = online
+  from ttt_jax.engine.step import make_step
+  step = chex.assert_max_traces(make_step(runner.learner, runner.step_cfg), n=1)
+  jitted = jax.jit(step)
+  state = runner.state_for(vids[0][0], 0)
+  for _ in drivers.run_stream(jitted, state, list(vids[0]) + list(vids[3])):
+    pass
+
+
+def test_checkpoint_resume_equals_uninterrupted(online, tmp_path):
+  runner, vids, ref = online
+  v = vids[0]
+  step = drivers.stream_driver(runner._step)
+  state = runner.state_for(v[0], 0)
+  first = []
+  for i, (state, lab) in enumerate(drivers.run_stream(step, state, v[:2])):
+    first.append(lab)
+  save_state(tmp_path / "ck", state, frame_index=2)
+  del state
+  like = runner.state_for(v[0], 0)
+  restored, done = restore_state(tmp_path / "ck", like)
+  assert done == 2
+  rest = [lab for _, lab in drivers.run_stream(step, restored, v[done:])]
+  np.testing.assert_array_equal(np.stack(first + rest), ref[0])
+
+
+def test_restore_refuses_other_model(online, tmp_path):
+  runner, vids, _ = online
+  save_state(tmp_path / "ck", runner.state_for(vids[0][0], 0), frame_index=0)
+  other, _ = tiny_runner(mode="window", window=2)
+  with pytest.raises(ValueError, match="does not match"):
+    restore_state(tmp_path / "ck", other.state_for(vids[0][0], 0))
+  with pytest.raises(FileNotFoundError, match="no saved stream state"):
+    restore_state(tmp_path / "missing", other.state_for(vids[0][0], 0))

@@ -1,0 +1,73 @@
+"""Model checkpoints: Flax variables in an orbax checkpoint plus the model config.
+
+Layout of a model directory:
+
+    DIR/model.json        {"arch": "segformer", "config": {...}, "meta": {...}}
+    DIR/variables/        orbax StandardCheckpointer (params + batch_stats)
+
+Restoring builds an abstract target from the config (`jax.eval_shape` of the
+model's init), so a checkpoint that does not match its config is refused with a
+clear error instead of being loaded half.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from ttt_jax.models.segformer import SegFormerConfig, YSegFormer
+
+
+def init_variables(cfg: SegFormerConfig, key: jax.Array, image_hw=(64, 64)):
+  """Random variables of a Y-SegFormer (`params`, `batch_stats`)."""
+  x = jnp.zeros((1, *image_hw, cfg.num_channels), jnp.float32)
+  return YSegFormer(cfg).init(key, x)
+
+
+def abstract_variables(cfg: SegFormerConfig):
+  return jax.eval_shape(lambda: init_variables(cfg, jax.random.key(0)))
+
+
+def save_model(directory, variables, cfg: SegFormerConfig, meta: dict | None = None) -> Path:
+  """Writes `variables` and `cfg` under `directory` (replaced whole, atomically)."""
+  d = Path(directory).absolute()
+  tmp = d.with_name(d.name + ".tmp-write")
+  if tmp.exists():
+    shutil.rmtree(tmp)
+  tmp.mkdir(parents=True)
+  with ocp.StandardCheckpointer() as ckptr:
+    ckptr.save(tmp / "variables", jax.tree.map(jnp.asarray, variables))
+  (tmp / "model.json").write_text(json.dumps(
+      {"arch": "segformer", "config": cfg.to_dict(), "meta": meta or {}}, indent=1))
+  if d.exists():
+    shutil.rmtree(d)
+  os.replace(tmp, d)
+  return d
+
+
+def load_config(directory) -> tuple[SegFormerConfig, dict]:
+  d = Path(directory)
+  f = d / "model.json"
+  if not f.is_file():
+    raise FileNotFoundError(f"no model checkpoint at {d}: {f} is missing")
+  spec = json.loads(f.read_text())
+  c = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
+  return SegFormerConfig(**c), spec.get("meta", {})
+
+
+def load_model(directory):
+  """Returns `(variables, cfg, meta)` from a directory written by `save_model`."""
+  d = Path(directory).absolute()
+  cfg, meta = load_config(d)
+  target = abstract_variables(cfg)
+  try:
+    with ocp.StandardCheckpointer() as ckptr:
+      variables = ckptr.restore(d / "variables", target)
+  except (ValueError, KeyError, FileNotFoundError) as e:
+    raise ValueError(f"checkpoint {d / 'variables'} does not match its config {d / 'model.json'}: {e}") from e
+  return variables, cfg, meta

@@ -1,0 +1,203 @@
+"""Run a video method over a dataset with any driver; write results and predictions.
+
+Outputs (`out_dir`):
+    results.json                 method, dataset, resolved config, versions, frames,
+                                 frames/s, miou, wiou, mvc8, mvc16, per-video metrics,
+                                 skipped (non-finite) updates
+    predictions/<video_id>.npz   labels (T x H x W, integer), seconds, skipped, resets
+
+Each video's predictions are written atomically as soon as it finishes; a rerun
+with the same `out_dir` skips finished videos (resume after a kill).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from ttt_jax.data.datasets import load_videos
+from ttt_jax.engine import drivers
+from ttt_jax.engine.schedule import make_schedule
+from ttt_jax.engine.state import split_params
+from ttt_jax.engine.step import init_state, make_step
+from ttt_jax.methods import video_ttt
+from ttt_jax.methods.model_source import load_source_model
+from ttt_jax.methods.segformer_task import SegTask, check_frame_size
+from ttt_jax.metrics.segmentation import Accumulator
+
+_VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "numpy", "ttt-jax")
+
+
+def versions() -> dict:
+  out = {"python": platform.python_version()}
+  for p in _VERSIONED:
+    try:
+      out[p] = importlib.metadata.version(p)
+    except importlib.metadata.PackageNotFoundError:
+      out[p] = None
+  return out
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+  tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+  tmp.write_bytes(data)
+  os.replace(tmp, path)
+
+
+def save_npz_atomic(path: Path, **arrays) -> None:
+  tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
+  np.savez_compressed(tmp, **arrays)
+  os.replace(tmp, path)
+
+
+class VideoRunner:
+  """Holds the jitted drivers of one (method, model) pair; runs videos through them."""
+
+  def __init__(self, config, variables, model_cfg):
+    self.config = config
+    self.task = SegTask(model_cfg)
+    m = config.method
+    self.learner, self.step_cfg, self.sched_kw = video_ttt.build(self.task, m)
+    self.trainable, self.frozen = split_params(variables, video_ttt.trainable_predicate(m.trainable))
+    self.mode = m.mode
+    self.driver = config.engine.driver
+    if self.driver not in ("scan", "stream", "vmap", "sharded"):
+      raise ValueError(f"engine.driver must be scan, stream, vmap or sharded; got {self.driver!r}")
+    self._step = make_step(self.learner, self.step_cfg)
+    self._scan = drivers.scan_driver(self._step)
+    self._stream = drivers.stream_driver(self._step)
+    self._vmap = None
+    self._compiled = {}
+    self.compile_seconds = 0.0
+
+  def _compiled_for(self, fn, *args):
+    """AOT-compiles `fn` once per input shape, timing compilation separately."""
+    key = (id(fn), str(jax.tree.map(lambda x: (x.shape, str(x.dtype)), args)))
+    if key not in self._compiled:
+      t0 = time.perf_counter()
+      self._compiled[key] = fn.lower(*args).compile()
+      self.compile_seconds += time.perf_counter() - t0
+    return self._compiled[key]
+
+  def state_for(self, frame_HWC, video_index: int):
+    key = drivers.video_key(self.config.engine.seed, video_index)
+    return init_state(self.learner, self.step_cfg, trainable=self.trainable, frozen=self.frozen,
+                      frame_HWC=frame_HWC, key=key)
+
+  def schedule(self, num_frames):
+    return make_schedule(self.mode, num_frames, **self.sched_kw)
+
+  def run_one(self, frames_THWC, video_index: int, driver: str | None = None):
+    """Predictions `T, H, W` int32 and stats of one video with the scan or stream driver."""
+    driver = driver or self.driver
+    frames = drivers.check_frames(frames_THWC)
+    check_frame_size(self.task.cfg, *frames.shape[1:3])
+    sched = self.schedule(len(frames))
+    state = self.state_for(frames[0], video_index)
+    ticks = drivers.ticks_for(frames, sched)
+    if driver == "stream":
+      tick0 = jax.tree.map(lambda x: x[0], ticks)
+      step = self._compiled_for(self._stream, state, tick0)
+      state, outs = drivers.run_schedule_stream(step, state, ticks)
+    else:
+      state, outs = self._compiled_for(self._scan, state, ticks)(state, ticks)
+    labels = np.asarray(outs["labels_HW"])[-len(frames):]
+    return labels, {"skipped": int(state.skipped), "resets": int(state.resets)}
+
+  def run_many(self, videos: list[np.ndarray], first_index: int, mesh=None):
+    """Many videos at once (vmap; sharded over `mesh`). Unequal lengths are padded."""
+    for i, v in enumerate(videos):
+      drivers.check_frames(v, f"video {first_index + i}")
+      check_frame_size(self.task.cfg, *v.shape[1:3])
+    scheds = [self.schedule(len(v)) for v in videos]
+    length = max(len(s) for s in scheds)
+    ticks = drivers.stack_trees([drivers.ticks_for(v, s.pad_to(length)) for v, s in zip(videos, scheds)])
+    states = drivers.stack_trees([self.state_for(v[0], first_index + i) for i, v in enumerate(videos)])
+    if self._vmap is None or mesh is not None:
+      self._vmap = drivers.vmap_driver(self._step, mesh)
+    states, outs = self._compiled_for(self._vmap, states, ticks)(states, ticks)
+    lab = np.asarray(outs["labels_HW"])
+    res = []
+    for i, (v, s) in enumerate(zip(videos, scheds)):
+      res.append((lab[i, len(s) - len(v):len(s)],
+                  {"skipped": int(states.skipped[i]), "resets": int(states.resets[i])}))
+    return res
+
+
+def run(config, out_dir, *, progress: bool = True) -> dict:
+  """Runs `config` end to end; returns the results dict also written to results.json."""
+  out = Path(out_dir)
+  pred_dir = out / "predictions"
+  pred_dir.mkdir(parents=True, exist_ok=True)
+  d = config.data
+  variables, model_cfg, model_meta = load_source_model(config.model, num_classes=d.num_classes)
+  videos = list(load_videos(d))
+  if config.method.mode == "offline":  # offline memory holds every frame of the longest video
+    config.method.window = max(len(v[1]) for v in videos)
+  runner = VideoRunner(config, variables, model_cfg)
+  acc = Accumulator(d.num_classes)
+  seconds = frames_done = skipped = resets = 0
+  todo = []
+  for idx, (vid, frames, labels) in enumerate(videos):
+    f = pred_dir / f"{vid}.npz"
+    if f.exists():  # resume: a finished video is kept as it is
+      z = np.load(f)
+      acc.add(vid, z["labels"], labels)
+      seconds += float(z["seconds"]); frames_done += len(labels)
+      skipped += int(z["skipped"]); resets += int(z["resets"])
+    else:
+      todo.append((idx, vid, frames, labels))
+
+  def finish(vid, pred, gt, secs, stats):
+    nonlocal seconds, frames_done, skipped, resets
+    save_npz_atomic(pred_dir / f"{vid}.npz", labels=pred.astype(np.int32), seconds=np.float64(secs),
+                    skipped=np.int64(stats["skipped"]), resets=np.int64(stats["resets"]))
+    acc.add(vid, pred, gt)
+    seconds += secs; frames_done += len(gt); skipped += stats["skipped"]; resets += stats["resets"]
+
+  bar = tqdm(total=len(todo), desc=config.method.name, disable=not progress, unit="video")
+  if runner.driver in ("vmap", "sharded") and todo:
+    mesh = drivers.video_mesh() if runner.driver == "sharded" else None
+    per = config.engine.videos_per_batch or (len(jax.devices()) if mesh is not None else len(todo))
+    if mesh is not None and per % mesh.size:
+      raise ValueError(f"engine.videos_per_batch={per} must be a multiple of the {mesh.size} devices")
+    for start in range(0, len(todo), per):
+      group = todo[start:start + per]
+      vids = [g[2] for g in group]
+      while mesh is not None and len(vids) % mesh.size:  # pad with copies; results dropped
+        vids.append(vids[0])
+      t0, c0 = time.perf_counter(), runner.compile_seconds
+      res = runner.run_many(vids, group[0][0], mesh)
+      secs = time.perf_counter() - t0 - (runner.compile_seconds - c0)
+      tot = sum(len(g[3]) for g in group)
+      for (idx, vid, _, gt), (pred, stats) in zip(group, res):
+        finish(vid, pred, gt, secs * len(gt) / tot, stats)
+        bar.update(1)
+  else:
+    for idx, vid, frames, gt in todo:
+      t0, c0 = time.perf_counter(), runner.compile_seconds
+      pred, stats = runner.run_one(frames, idx)
+      finish(vid, pred, gt, time.perf_counter() - t0 - (runner.compile_seconds - c0), stats)
+      bar.update(1)
+  bar.close()
+  summary = acc.summary()
+  results = {
+      "method": config.method.name, "dataset": d.name, "config": json.loads(config.to_json()),
+      "model": model_meta, "versions": versions(), "devices": [str(x) for x in jax.devices()],
+      "frames": frames_done, "seconds": seconds,
+      "fps": frames_done / seconds if seconds > 0 else float("nan"),
+      "compile_seconds": runner.compile_seconds,
+      "fps_note": "frames / wall seconds of the runs, compilation excluded (compile_seconds)",
+      "skipped_updates": skipped, "resets": resets,
+      "metrics": {k: summary[k] for k in ("miou", "wiou", "mvc8", "mvc16", "frame_miou")},
+      "iou_per_class": summary["iou_per_class"], "per_video": summary["per_video"],
+  }
+  atomic_write_bytes(out / "results.json", json.dumps(results, indent=1, allow_nan=True).encode())
+  return results

@@ -1,0 +1,231 @@
+"""SegFormer (MiT encoder + all-MLP decode head) in Flax, Y-shaped for TTT.
+
+Layout follows Hugging Face `SegformerForSemanticSegmentation` so that
+`ttt_jax.checkpoint.convert_segformer` maps its weights one to one. The Y-model
+adds (i) a 4th input channel that marks masked pixels (its patch-embedding
+weights start at zero, so a converted 3-channel model gives the same outputs when
+nothing is masked) and (ii) a reconstruction head `recon` of the same architecture
+as the decode head, whose 3 * 4 * 4 output channels at 1/4 resolution are
+reinterpreted as the RGB pixels of each 4x4 cell (depth-to-space).
+
+Shapes: images `x_NHW4` (normalised RGB + mask channel), logits `N, H/4, W/4, C`,
+reconstruction `N, H, W, 3` (normalised pixel units).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ttt_jax.models.conv import Conv
+
+# ---------------------------------------------------------------------------
+# Sizes
+# ---------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SegFormerConfig:
+  """Architecture of a MiT-Bx SegFormer (HF field names)."""
+  hidden_sizes: tuple[int, ...] = (32, 64, 160, 256)
+  depths: tuple[int, ...] = (2, 2, 2, 2)
+  num_attention_heads: tuple[int, ...] = (1, 2, 5, 8)
+  sr_ratios: tuple[int, ...] = (8, 4, 2, 1)
+  patch_sizes: tuple[int, ...] = (7, 3, 3, 3)
+  strides: tuple[int, ...] = (4, 2, 2, 2)
+  mlp_ratio: int = 4
+  decoder_hidden_size: int = 256
+  num_labels: int = 19
+  num_channels: int = 4          # RGB + mask channel
+  layer_norm_eps: float = 1e-5   # torch nn.LayerNorm default, as HF uses
+  classifier_dropout: float = 0.1
+
+  @property
+  def min_size_multiple(self) -> int:
+    """Input sides must be a multiple of this (total downsampling)."""
+    m = 1
+    for s in self.strides:
+      m *= s
+    return m
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+
+_MIT = {
+    "b0": dict(hidden_sizes=(32, 64, 160, 256), depths=(2, 2, 2, 2), decoder_hidden_size=256),
+    "b1": dict(hidden_sizes=(64, 128, 320, 512), depths=(2, 2, 2, 2), decoder_hidden_size=256),
+    "b2": dict(hidden_sizes=(64, 128, 320, 512), depths=(3, 4, 6, 3), decoder_hidden_size=768),
+    "b3": dict(hidden_sizes=(64, 128, 320, 512), depths=(3, 4, 18, 3), decoder_hidden_size=768),
+    "b4": dict(hidden_sizes=(64, 128, 320, 512), depths=(3, 8, 27, 3), decoder_hidden_size=768),
+    "b5": dict(hidden_sizes=(64, 128, 320, 512), depths=(3, 6, 40, 3), decoder_hidden_size=768),
+    # For tests and the CPU benchmark: a few thousand parameters.
+    "tiny": dict(hidden_sizes=(8, 16, 32, 32), depths=(1, 1, 1, 1), num_attention_heads=(1, 1, 2, 2),
+                 decoder_hidden_size=32),
+    # The embedded default: a small model that trains in minutes on 2 CPU cores.
+    "small": dict(hidden_sizes=(16, 32, 64, 96), depths=(1, 1, 2, 1), num_attention_heads=(1, 1, 2, 4),
+                  decoder_hidden_size=64),
+}
+
+
+def segformer_config(size: str, num_labels: int, **overrides) -> SegFormerConfig:
+  """`segformer_config('b0', 19)`: the MiT-B0..B5, 'small' or 'tiny' sizes."""
+  if size not in _MIT:
+    raise ValueError(f"unknown SegFormer size {size!r}; expected one of {sorted(_MIT)}")
+  return SegFormerConfig(**{**_MIT[size], "num_labels": num_labels, **overrides})
+
+
+# ---------------------------------------------------------------------------
+# Encoder
+# ---------------------------------------------------------------------------
+
+
+class EfficientSelfAttention(nn.Module):
+  hidden: int
+  heads: int
+  sr_ratio: int
+  eps: float
+
+  @nn.compact
+  def __call__(self, x_NLC, h, w):
+    n, l, c = x_NLC.shape
+    dh = c // self.heads
+    q = nn.Dense(c, name="query")(x_NLC)
+    kv = x_NLC
+    if self.sr_ratio > 1:
+      kv = Conv(c, (self.sr_ratio, self.sr_ratio), (self.sr_ratio, self.sr_ratio), name="sr")(
+          kv.reshape(n, h, w, c))
+      kv = kv.reshape(n, -1, c)
+      kv = nn.LayerNorm(self.eps, name="layer_norm")(kv)
+    k = nn.Dense(c, name="key")(kv)
+    v = nn.Dense(c, name="value")(kv)
+    split = lambda t: t.reshape(n, -1, self.heads, dh)
+    out = jax.nn.dot_product_attention(split(q), split(k), split(v))
+    return nn.Dense(c, name="output")(out.reshape(n, l, c))
+
+
+class MixFFN(nn.Module):
+  hidden: int
+  mlp_ratio: int
+
+  @nn.compact
+  def __call__(self, x_NLC, h, w):
+    n, _, _ = x_NLC.shape
+    d = self.hidden * self.mlp_ratio
+    x = nn.Dense(d, name="dense1")(x_NLC)
+    x = Conv(d, (3, 3), padding=1, groups=d, name="dwconv")(x.reshape(n, h, w, d))
+    x = nn.gelu(x.reshape(n, h * w, d), approximate=False)
+    return nn.Dense(self.hidden, name="dense2")(x)
+
+
+class Block(nn.Module):
+  hidden: int
+  heads: int
+  sr_ratio: int
+  mlp_ratio: int
+  eps: float
+
+  @nn.compact
+  def __call__(self, x_NLC, h, w):
+    y = nn.LayerNorm(self.eps, name="layer_norm_1")(x_NLC)
+    x = x_NLC + EfficientSelfAttention(self.hidden, self.heads, self.sr_ratio, self.eps,
+                                       name="attention")(y, h, w)
+    y = nn.LayerNorm(self.eps, name="layer_norm_2")(x)
+    return x + MixFFN(self.hidden, self.mlp_ratio, name="mlp")(y, h, w)
+
+
+def _zero_mask_channel_init(base):
+  """Kernel init whose input channels past the 3rd (the mask channel) start at 0."""
+  def init(key, shape, dtype=jnp.float32):
+    k = base(key, shape, dtype)
+    return k.at[:, :, 3:, :].set(0.0)
+  return init
+
+
+class MiTEncoder(nn.Module):
+  """Mix Transformer: 4 stages, features at strides 4, 8, 16, 32."""
+  config: SegFormerConfig
+
+  @nn.compact
+  def __call__(self, x_NHWC) -> list[jax.Array]:
+    cfg = self.config
+    feats = []
+    x = x_NHWC
+    for i in range(len(cfg.hidden_sizes)):
+      p = cfg.patch_sizes[i]
+      init = nn.initializers.lecun_normal()
+      if i == 0:
+        init = _zero_mask_channel_init(init)
+      x = Conv(cfg.hidden_sizes[i], (p, p), (cfg.strides[i],) * 2, padding=p // 2,
+               kernel_init=init, name=f"patch_embed{i}")(x)
+      n, h, w, c = x.shape
+      t = nn.LayerNorm(cfg.layer_norm_eps, name=f"patch_norm{i}")(x.reshape(n, h * w, c))
+      for j in range(cfg.depths[i]):
+        t = Block(c, cfg.num_attention_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio,
+                  cfg.layer_norm_eps, name=f"block{i}_{j}")(t, h, w)
+      t = nn.LayerNorm(cfg.layer_norm_eps, name=f"norm{i}")(t)
+      x = t.reshape(n, h, w, c)
+      feats.append(x)
+    return feats
+
+
+# ---------------------------------------------------------------------------
+# Heads
+# ---------------------------------------------------------------------------
+
+
+class DecodeHead(nn.Module):
+  """All-MLP head: per-stage linear, upsample to 1/4, concat, fuse, BN, classify."""
+  hidden: int
+  out_channels: int
+  dropout: float = 0.1
+
+  @nn.compact
+  def __call__(self, feats, *, train: bool = False):
+    n, h, w, _ = feats[0].shape
+    ups = []
+    for i, f in enumerate(feats):
+      y = nn.Dense(self.hidden, name=f"linear_c{i}")(f)
+      if y.shape[1:3] != (h, w):
+        y = jax.image.resize(y, (n, h, w, self.hidden), "bilinear")
+      ups.append(y)
+    x = jnp.concatenate(ups[::-1], axis=-1)
+    x = nn.Dense(self.hidden, use_bias=False, name="linear_fuse")(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="batch_norm")(x)
+    x = nn.relu(x)
+    x = nn.Dropout(self.dropout, deterministic=not train)(x)
+    return nn.Dense(self.out_channels, name="classifier")(x)
+
+
+def depth_to_space(x_NhwC, r: int):
+  """`N, h, w, r*r*c` -> `N, h*r, w*r, c` (channels ordered (ry, rx, c))."""
+  n, h, w, c = x_NhwC.shape
+  x = x_NhwC.reshape(n, h, w, r, r, c // (r * r))
+  return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * r, w * r, c // (r * r))
+
+
+class YSegFormer(nn.Module):
+  """Shared MiT encoder, main head `decode_head` (h) and `recon` head (g)."""
+  config: SegFormerConfig
+
+  def setup(self):
+    cfg = self.config
+    self.encoder = MiTEncoder(cfg)
+    self.decode_head = DecodeHead(cfg.decoder_hidden_size, cfg.num_labels, cfg.classifier_dropout)
+    self.recon = DecodeHead(cfg.decoder_hidden_size, 3 * 16, 0.0)
+
+  def __call__(self, x_NHWC, *, train: bool = False):
+    """Both heads (used by `init` and joint training)."""
+    feats = self.encoder(x_NHWC)
+    return (self.decode_head(feats, train=train),
+            depth_to_space(self.recon(feats, train=train), 4))
+
+  def segment(self, x_NHWC, *, train: bool = False):
+    """Class logits `N, H/4, W/4, C`."""
+    return self.decode_head(self.encoder(x_NHWC), train=train)
+
+  def reconstruct(self, x_NHWC, *, train: bool = False):
+    """Reconstructed normalised pixels `N, H, W, 3`."""
+    return depth_to_space(self.recon(self.encoder(x_NHWC), train=train), 4)

@@ -1,0 +1,1 @@
+"""Self-supervised objectives: pure loss functions, one file a family."""

@@ -1,0 +1,114 @@
+"""Joint training of the Y-SegFormer on labelled source stills: main + reconstruction.
+
+As the video-TTT paper does before test time: loss = CE(main head on the
+unmasked image) + recon_weight * MSE(reconstruction head on the masked image).
+Checkpoints with an orbax CheckpointManager every `save_every` steps; a rerun
+with the same `--out` resumes from the latest one. The final model is written to
+`OUT/model` (see `checkpoint.model_io`).
+
+  ttt-jax pretrain configs/pretrain_synthetic.py --out /tmp/pretrain
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax import struct
+from tqdm.auto import tqdm
+
+from ttt_jax.checkpoint.model_io import init_variables, save_model
+from ttt_jax.data import synthetic
+from ttt_jax.methods.augment import random_resized_crop
+from ttt_jax.methods.segformer_task import normalise
+from ttt_jax.models.segformer import YSegFormer, segformer_config
+from ttt_jax.objectives.reconstruction import reconstruction_loss, visible_input
+
+
+@struct.dataclass
+class TrainState:
+  params: dict
+  batch_stats: dict
+  opt_state: optax.OptState
+  step: jax.Array
+
+
+def _augment_pair(key, img_BHW3, lab_BHW, min_scale, num_classes):
+  """The same random crop/flip for images (bilinear) and labels (nearest)."""
+  # Labels are warped as one-hot maps and re-argmaxed, so they stay class ids.
+  img = random_resized_crop(key, img_BHW3, min_scale=min_scale, flip=True)
+  onehot = jax.nn.one_hot(lab_BHW, num_classes, dtype=jnp.float32)
+  lab = random_resized_crop(key, onehot, min_scale=min_scale, flip=True).argmax(-1)
+  return img, lab
+
+
+def make_train_step(model: YSegFormer, tx, c):
+  def loss_fn(params, batch_stats, imgs_u8, labs, key):
+    k_aug, k_mask, k_drop = jax.random.split(key, 3)
+    img, lab = _augment_pair(k_aug, normalise(imgs_u8), labs, c.crop_min_scale,
+                              model.config.num_labels)
+    (logits, _), upd = model.apply({"params": params, "batch_stats": batch_stats}, visible_input(img),
+                                   train=True, rngs={"dropout": k_drop}, mutable=["batch_stats"])
+    b, h, w, _ = img.shape
+    logits = jax.image.resize(logits, (b, h, w, logits.shape[-1]), "bilinear")
+    valid = (lab != synthetic.IGNORE)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, lab, 0))
+    ce = jnp.sum(ce * valid) / jnp.maximum(valid.sum(), 1)
+    rec = reconstruction_loss(
+        lambda x: model.apply({"params": params, "batch_stats": batch_stats}, x, method="reconstruct"),
+        img, k_mask, patch=c.patch, ratio=c.mask_ratio)
+    return ce + c.recon_weight * rec, (upd["batch_stats"], ce, rec)
+
+  @jax.jit
+  def step(state: TrainState, imgs, labs, key):
+    (loss, (bs, ce, rec)), g = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, state.batch_stats, imgs, labs, key)
+    upd, opt_state = tx.update(g, state.opt_state, state.params)
+    return TrainState(optax.apply_updates(state.params, upd), bs, opt_state, state.step + 1), \
+        dict(loss=loss, ce=ce, rec=rec)
+  return step
+
+
+def pretrain(config, out_dir, *, progress: bool = True) -> Path:
+  """Trains per `config` (see configs/pretrain_synthetic.py); returns the model dir."""
+  c = config
+  out = Path(out_dir).absolute()
+  out.mkdir(parents=True, exist_ok=True)
+  mcfg = segformer_config(c.model.size, c.data.num_classes)
+  model = YSegFormer(mcfg)
+  imgs, labs = synthetic.make_stills(c.data.seed, c.data.num_images, c.data.height, c.data.width)
+  warm = min(c.warmup_steps, c.steps // 10)
+  sched = optax.warmup_cosine_decay_schedule(0.0, c.lr, warm, c.steps, c.lr * 0.01)
+  tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, weight_decay=c.weight_decay))
+  v = init_variables(mcfg, jax.random.key(c.seed), (c.data.height, c.data.width))
+  state = TrainState(v["params"], v["batch_stats"], tx.init(v["params"]), jnp.zeros((), jnp.int32))
+  mngr = ocp.CheckpointManager(out / "checkpoints", options=ocp.CheckpointManagerOptions(
+      max_to_keep=2, save_interval_steps=c.save_every))
+  if mngr.latest_step() is not None:  # resume with an abstract target
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(abstract))
+  step_fn = make_train_step(model, tx, c)
+  rng = np.random.default_rng(c.seed + int(state.step))
+  start = int(state.step)
+  log = []
+  t0 = time.perf_counter()
+  with tqdm(total=c.steps, initial=start, desc="pretrain", disable=not progress) as bar:
+    for s in range(start, c.steps):
+      idx = rng.integers(0, len(imgs), c.batch_size)
+      state, m = step_fn(state, imgs[idx], labs[idx], jax.random.fold_in(jax.random.key(c.seed), s))
+      if (s + 1) % c.log_every == 0 or s + 1 == c.steps:
+        m = {k: float(v) for k, v in m.items()}
+        log.append({"step": s + 1, **m})
+        bar.set_postfix(ce=f"{m['ce']:.3f}", rec=f"{m['rec']:.3f}")
+      mngr.save(s + 1, args=ocp.args.StandardSave(state))
+      bar.update(1)
+  mngr.wait_until_finished()
+  mngr.close()
+  meta = {"trained_by": "ttt-jax pretrain", "config": json.loads(c.to_json()),
+          "seconds": time.perf_counter() - t0, "log": log[-5:]}
+  return save_model(out / "model", {"params": state.params, "batch_stats": state.batch_stats}, mcfg, meta)
