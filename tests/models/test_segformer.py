@@ -1,0 +1,86 @@
+"""Flax SegFormer against transformers' SegformerForSemanticSegmentation."""
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from ttt_jax.checkpoint.convert_segformer import convert_hf_folder
+from ttt_jax.checkpoint.model_io import init_variables, load_model, save_model
+from ttt_jax.models.segformer import YSegFormer, segformer_config
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+
+@pytest.fixture(scope="module")
+def hf_folder(tmp_path_factory):
+  torch.manual_seed(0)
+  cfg = transformers.SegformerConfig(
+      hidden_sizes=[8, 16, 24, 32], depths=[1, 2, 1, 1], num_attention_heads=[1, 2, 2, 4],
+      decoder_hidden_size=16, num_labels=5)
+  model = transformers.SegformerForSemanticSegmentation(cfg).eval()
+  with torch.no_grad():  # non-trivial BatchNorm statistics
+    model.decode_head.batch_norm.running_mean.normal_()
+    model.decode_head.batch_norm.running_var.uniform_(0.5, 2.0)
+  d = tmp_path_factory.mktemp("hf")
+  model.save_pretrained(d)
+  return d, model
+
+
+def test_logits_match_transformers(hf_folder):
+  d, model = hf_folder
+  variables, cfg = convert_hf_folder(d)
+  x = np.random.default_rng(0).normal(size=(2, 3, 64, 96)).astype(np.float32)
+  with torch.no_grad():
+    ref = model(pixel_values=torch.from_numpy(x)).logits.numpy().transpose(0, 2, 3, 1)
+  x4 = np.concatenate([x.transpose(0, 2, 3, 1), np.zeros((2, 64, 96, 1), np.float32)], -1)
+  out = np.asarray(YSegFormer(cfg).apply(variables, x4, method="segment"))
+  assert out.shape == ref.shape == (2, 16, 24, 5)
+  np.testing.assert_allclose(out, ref, atol=1e-4)
+  # Mask-channel weights start at zero: a masked-pixel flag alone changes nothing yet.
+  assert np.all(variables["params"]["encoder"]["patch_embed0"]["kernel"][:, :, 3] == 0)
+
+
+def test_cli_convert_then_predict(hf_folder, tmp_path):
+  from ttt_jax.cli.main import main
+  d, model = hf_folder
+  assert main(["convert", "segformer", str(d), str(tmp_path / "m")]) == 0
+  frames = np.random.default_rng(1).integers(0, 256, (3, 32, 64, 3), dtype=np.uint8)
+  np.save(tmp_path / "f.npy", frames)
+  assert main(["predict", "--checkpoint", str(tmp_path / "m"), "--input", str(tmp_path / "f.npy"),
+               "--out", str(tmp_path / "l.npy"), "--batch", "2"]) == 0
+  logits = np.load(tmp_path / "l.npy")
+  assert logits.shape == (3, 8, 16, 5) and logits.dtype == np.float32
+  mean = np.array([0.485, 0.456, 0.406]) * 255
+  std = np.array([0.229, 0.224, 0.225]) * 255
+  x = ((frames - mean) / std).astype(np.float32).transpose(0, 3, 1, 2)
+  with torch.no_grad():
+    ref = model(pixel_values=torch.from_numpy(x)).logits.numpy().transpose(0, 2, 3, 1)
+  np.testing.assert_allclose(logits, ref, atol=1e-4)
+
+
+def test_predict_rejects_bad_frames(hf_folder, tmp_path):
+  from ttt_jax.cli.main import main
+  d, _ = hf_folder
+  main(["convert", "segformer", str(d), str(tmp_path / "m")])
+  np.save(tmp_path / "odd.npy", np.zeros((2, 30, 64, 3), np.uint8))
+  assert main(["predict", "--checkpoint", str(tmp_path / "m"), "--input", str(tmp_path / "odd.npy"),
+               "--out", str(tmp_path / "o.npy")]) == 2
+  assert not (tmp_path / "o.npy").exists()
+
+
+def test_checkpoint_roundtrip_and_mismatch(tmp_path):
+  cfg = segformer_config("tiny", 4)
+  v = init_variables(cfg, jax.random.key(0))
+  save_model(tmp_path / "m", v, cfg)
+  v2, cfg2, _ = load_model(tmp_path / "m")
+  assert cfg2 == cfg
+  jax.tree.map(np.testing.assert_array_equal, v, v2)
+  spec = json.loads((tmp_path / "m" / "model.json").read_text())
+  spec["config"]["num_labels"] = 7
+  (tmp_path / "m" / "model.json").write_text(json.dumps(spec))
+  with pytest.raises(ValueError, match="does not match its config"):
+    load_model(tmp_path / "m")
+  with pytest.raises(FileNotFoundError, match="no model checkpoint"):
+    load_model(tmp_path / "nothing")
