@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -99,6 +100,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
   a = parser().parse_args(argv)
+  from ttt_jax import compile_cache
+  if not os.environ.get("TTT_JAX_TEST"):  # the tests set their own cache
+    compile_cache.enable()
   try:
     a.fn(a)
   except (ValueError, FileNotFoundError) as e:

@@ -197,7 +197,10 @@ def make_video(spec: VideoSpec):
     movers.append(_Mover(cls, rng.uniform(0, cw), y, vx, size, _tint(rng, cls, 50)))
   movers.sort(key=lambda m: m.y)  # far first
   tex = _noise_texture(rng, h, cw, 1.5)
-  sev = shift_curves(rng, t, spec.max_severity) if spec.shift else np.zeros((t, len(SHIFTS)), np.float32)
+  # The shift has its own stream, so a video's scene and labels do not depend on it.
+  shift_rng = np.random.default_rng([spec.seed, 1])
+  sev = (shift_curves(shift_rng, t, spec.max_severity) if spec.shift
+         else np.zeros((t, len(SHIFTS)), np.float32))
   direction = rng.choice([-1, 1])
   frames = np.zeros((t, h, w, 3), np.uint8)
   labels = np.zeros((t, h, w), np.uint8)
@@ -209,7 +212,7 @@ def make_video(spec: VideoSpec):
     off = int(round((pan * i / max(t - 1, 1)) if direction > 0 else pan * (1 - i / max(t - 1, 1))))
     off = int(np.clip(off + rng.integers(-1, 2), 0, pan))
     clean = np.clip(img[:, off:off + w], 0, 255).astype(np.uint8)
-    frames[i] = apply_shift(clean, sev[i], rng) if spec.shift else clean
+    frames[i] = apply_shift(clean, sev[i], shift_rng) if spec.shift else clean
     labels[i] = lab[:, off:off + w]
   return frames, labels, sev
 

@@ -1,0 +1,28 @@
+"""The demo's pipeline (two methods, quick size): table, JSON and plots."""
+import json
+
+import pytest
+
+from ttt_jax import demo
+
+
+def test_demo_quick_two_methods(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(demo, "METHODS", ("main_task", "online_ttt_mae"))
+  monkeypatch.setattr(demo, "MAIN", ("main_task", "online_ttt_mae"))
+  base = demo.demo_config
+
+  def small(name, *, quick):
+    c = base(name, quick=quick)
+    c.data.num_videos, c.data.num_frames, c.method.batch_size = 1, 10, 2
+    return c
+  monkeypatch.setattr(demo, "demo_config", small)
+  summary = demo.demo(tmp_path, quick=True)
+  out = capsys.readouterr().out
+  assert "online_ttt_mae" in out and "mIoU" in out
+  res = json.loads((tmp_path / "results.json").read_text())
+  assert set(res["methods"]) == {"main_task", "online_ttt_mae"}
+  for m in res["methods"].values():
+    assert 0 <= m["metrics"]["miou"] <= 1 and m["fps"] > 0
+  assert (tmp_path / "per_frame_miou.png").stat().st_size > 1000
+  assert (tmp_path / "strip.png").stat().st_size > 1000
+  assert summary["methods"]["main_task"]["metrics"] == pytest.approx(res["methods"]["main_task"]["metrics"])
