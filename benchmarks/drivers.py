@@ -32,6 +32,8 @@ def main(argv=None):
   p.add_argument("--videos", type=int, default=4)
   p.add_argument("--repeats", type=int, default=2)
   p.add_argument("--native-conv", action="store_true", help="plain lax.conv weight gradients")
+  p.add_argument("--drivers", nargs="+", default=["scan", "stream", "vmap"],
+                 choices=["scan", "stream", "vmap"])
   p.add_argument("--json", default="benchmarks/results/drivers.json")
   a = p.parse_args(argv)
   if a.native_conv:
@@ -69,11 +71,13 @@ def main(argv=None):
   rows = []
   for label, mode in (("predict-only", "none"), ("adapting", "window")):
     r = runner(mode)
-    s_scan = timed(lambda: r.run_one(vids[0], 0, driver="scan"))
-    s_stream = timed(lambda: r.run_one(vids[0], 0, driver="stream"))
-    s_vmap = timed(lambda: r.run_many(vids, 0))
-    rows.append({"step": label, "scan_fps": a.frames / s_scan, "stream_fps": a.frames / s_stream,
-                 "vmap_fps": a.videos * a.frames / s_vmap})
+    fns = {"scan": (lambda: r.run_one(vids[0], 0, driver="scan"), a.frames),
+           "stream": (lambda: r.run_one(vids[0], 0, driver="stream"), a.frames),
+           "vmap": (lambda: r.run_many(vids, 0), a.videos * a.frames)}
+    row = {"step": label}
+    for d, (fn, n) in fns.items():
+      row[f"{d}_fps"] = n / timed(fn) if d in a.drivers else float("nan")
+    rows.append(row)
   pred, adapt = rows
   result = {
       "device": str(jax.devices()[0]), "platform": platform.processor() or platform.machine(),

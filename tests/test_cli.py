@@ -44,12 +44,13 @@ def test_resume_keeps_finished_videos(smoke_run, tmp_path):
   assert a == pytest.approx(b, nan_ok=True)
 
 
-def test_overrides_and_stream_driver_agree(smoke_run, tmp_path):
-  out = tmp_path / "stream"
-  assert main(["run", "configs/smoke.py", "engine.driver=stream", "data.seed=1000", "--out", str(out),
+@pytest.mark.parametrize("driver", ["stream", "sharded"])
+def test_overrides_and_drivers_agree(smoke_run, tmp_path, driver):
+  out = tmp_path / driver
+  assert main(["run", "configs/smoke.py", f"engine.driver={driver}", "data.seed=1000", "--out", str(out),
                "--quiet"]) == 0
   res = json.loads((out / "results.json").read_text())
-  assert res["config"]["engine"]["driver"] == "stream"
+  assert res["config"]["engine"]["driver"] == driver
   for f in (smoke_run / "predictions").glob("*.npz"):
     np.testing.assert_array_equal(np.load(f)["labels"], np.load(out / "predictions" / f.name)["labels"])
 

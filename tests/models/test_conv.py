@@ -45,3 +45,31 @@ def test_gradient_inside_scan_matches():
   for i in range(3):
     looped, _ = body(looped, x[i])
   np.testing.assert_allclose(scanned, looped, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,pad", [(3, ((1, 1), (1, 1))), (5, ((2, 2), (2, 2))), (3, ((0, 0), (0, 0)))])
+def test_depthwise_shift_conv_matches_native(k, pad):
+  from ttt_jax.models.conv import depthwise_conv2d
+  c = 12
+  x = jax.random.normal(jax.random.key(0), (2, 9, 11, c))
+  w = jax.random.normal(jax.random.key(1), (k, k, 1, c))
+  native = lambda x, w: lax.conv_general_dilated(
+      x, w, (1, 1), pad, dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=c)
+  np.testing.assert_allclose(depthwise_conv2d(x, w, pad), native(x, w), rtol=1e-5, atol=1e-5)
+  loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))
+  got = jax.grad(loss(lambda x, w: depthwise_conv2d(x, w, pad)), (0, 1))(x, w)
+  ref = jax.grad(loss(native), (0, 1))(x, w)
+  for a, b in zip(got, ref):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_patchify_conv_matches_native():
+  from ttt_jax.models.conv import patchify_conv2d
+  x = jax.random.normal(jax.random.key(0), (2, 17, 16, 6))
+  w = jax.random.normal(jax.random.key(1), (4, 4, 6, 5))
+  native = lambda x, w: lax.conv_general_dilated(x, w, (4, 4), "VALID",
+                                                 dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(patchify_conv2d(x, w), native(x, w), rtol=1e-5, atol=1e-5)
+  got = jax.grad(lambda w: jnp.sum(jnp.sin(patchify_conv2d(x, w))))(w)
+  ref = jax.grad(lambda w: jnp.sum(jnp.sin(native(x, w))))(w)
+  np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4)

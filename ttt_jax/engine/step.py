@@ -148,9 +148,11 @@ def make_step(learner: Learner, cfg: StepConfig):
     opt_state = state.opt_state
     if cfg.reset_opt_state:
       opt_state = _select(active, opt.init(trainable), opt_state)
-    trainable, frozen, opt_state, skipped, loss = jax.lax.cond(
-        active, adapt, no_adapt,
-        (trainable, state.frozen, opt_state, state.skipped, memory, k_adapt))
+    args = (trainable, state.frozen, opt_state, state.skipped, memory, k_adapt)
+    if cfg.steps_per_frame > 0:
+      trainable, frozen, opt_state, skipped, loss = jax.lax.cond(active, adapt, no_adapt, args)
+    else:  # statically predict-only: no update branch to compile
+      trainable, frozen, opt_state, skipped, loss = no_adapt(args)
     ema = state.ema
     if ema is not None:
       ema = _select(active, optax.incremental_update(trainable, ema, 1.0 - cfg.ema_decay), ema)

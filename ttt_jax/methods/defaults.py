@@ -57,5 +57,6 @@ def video_config() -> ml_collections.ConfigDict:
   e.driver = "scan"              # scan | stream | vmap | sharded
   e.seed = 0
   e.videos_per_batch = 0         # vmap/sharded: videos at once (0 = all, or the device count)
+  e.distributed = False          # sharded over several hosts: jax.distributed.initialize() first
   c.lock()
   return c

@@ -132,40 +132,38 @@ class VideoRunner:
 
 
 def run(config, out_dir, *, progress: bool = True) -> dict:
-  """Runs `config` end to end; returns the results dict also written to results.json."""
+  """Runs `config` end to end; returns the results dict also written to results.json.
+
+  Multi-host (`engine.distributed=True`, every process runs the same command):
+  process i takes videos i, i + P, ...; after all have written their predictions,
+  process 0 writes results.json.
+  """
   out = Path(out_dir)
   pred_dir = out / "predictions"
   pred_dir.mkdir(parents=True, exist_ok=True)
   d = config.data
+  if config.engine.distributed:
+    jax.distributed.initialize()
   variables, model_cfg, model_meta = load_source_model(config.model, num_classes=d.num_classes)
   videos = list(load_videos(d))
+  if not videos:
+    raise ValueError(f"dataset {d.name!r} yielded no videos")
   if config.method.mode == "offline":  # offline memory holds every frame of the longest video
     config.method.window = max(len(v[1]) for v in videos)
   runner = VideoRunner(config, variables, model_cfg)
-  acc = Accumulator(d.num_classes)
-  seconds = frames_done = skipped = resets = 0
-  todo = []
-  for idx, (vid, frames, labels) in enumerate(videos):
-    f = pred_dir / f"{vid}.npz"
-    if f.exists():  # resume: a finished video is kept as it is
-      z = np.load(f)
-      acc.add(vid, z["labels"], labels)
-      seconds += float(z["seconds"]); frames_done += len(labels)
-      skipped += int(z["skipped"]); resets += int(z["resets"])
-    else:
-      todo.append((idx, vid, frames, labels))
+  pc, pi = jax.process_count(), jax.process_index()
+  # Resume: a video whose predictions exist is finished and kept as it is.
+  todo = [(i, vid, f, lab) for i, (vid, f, lab) in enumerate(videos)
+          if i % pc == pi and not (pred_dir / f"{vid}.npz").exists()]
 
-  def finish(vid, pred, gt, secs, stats):
-    nonlocal seconds, frames_done, skipped, resets
+  def finish(vid, pred, secs, stats):
     save_npz_atomic(pred_dir / f"{vid}.npz", labels=pred.astype(np.int32), seconds=np.float64(secs),
                     skipped=np.int64(stats["skipped"]), resets=np.int64(stats["resets"]))
-    acc.add(vid, pred, gt)
-    seconds += secs; frames_done += len(gt); skipped += stats["skipped"]; resets += stats["resets"]
 
   bar = tqdm(total=len(todo), desc=config.method.name, disable=not progress, unit="video")
   if runner.driver in ("vmap", "sharded") and todo:
-    mesh = drivers.video_mesh() if runner.driver == "sharded" else None
-    per = config.engine.videos_per_batch or (len(jax.devices()) if mesh is not None else len(todo))
+    mesh = drivers.video_mesh(jax.local_devices()) if runner.driver == "sharded" else None
+    per = config.engine.videos_per_batch or (mesh.size if mesh is not None else len(todo))
     if mesh is not None and per % mesh.size:
       raise ValueError(f"engine.videos_per_batch={per} must be a multiple of the {mesh.size} devices")
     for start in range(0, len(todo), per):
@@ -177,16 +175,34 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
       res = runner.run_many(vids, group[0][0], mesh)
       secs = time.perf_counter() - t0 - (runner.compile_seconds - c0)
       tot = sum(len(g[3]) for g in group)
-      for (idx, vid, _, gt), (pred, stats) in zip(group, res):
-        finish(vid, pred, gt, secs * len(gt) / tot, stats)
+      for (_, vid, _, gt), (pred, stats) in zip(group, res):
+        finish(vid, pred, secs * len(gt) / tot, stats)
         bar.update(1)
   else:
-    for idx, vid, frames, gt in todo:
+    for idx, vid, frames, _ in todo:
       t0, c0 = time.perf_counter(), runner.compile_seconds
       pred, stats = runner.run_one(frames, idx)
-      finish(vid, pred, gt, time.perf_counter() - t0 - (runner.compile_seconds - c0), stats)
+      finish(vid, pred, time.perf_counter() - t0 - (runner.compile_seconds - c0), stats)
       bar.update(1)
   bar.close()
+  if pc > 1:
+    from jax.experimental import multihost_utils
+    multihost_utils.sync_global_devices("ttt_jax_videos_done")
+    if pi != 0:
+      return {}
+  # Score every video from its saved predictions (this run's and any resumed ones).
+  acc = Accumulator(d.num_classes)
+  seconds = skipped = resets = frames_done = 0
+  for vid, _, gt in videos:
+    z = np.load(pred_dir / f"{vid}.npz")
+    if z["labels"].shape != gt.shape:
+      raise ValueError(f"{pred_dir / (vid + '.npz')}: predictions {z['labels'].shape} do not match the "
+                       f"video's labels {gt.shape}; remove the file (or --out) to recompute")
+    acc.add(vid, z["labels"], gt)
+    seconds += float(z["seconds"])
+    skipped += int(z["skipped"])
+    resets += int(z["resets"])
+    frames_done += len(gt)
   summary = acc.summary()
   results = {
       "method": config.method.name, "dataset": d.name, "config": json.loads(config.to_json()),

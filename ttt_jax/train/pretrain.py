@@ -93,13 +93,13 @@ def pretrain(config, out_dir, *, progress: bool = True) -> Path:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(abstract))
   step_fn = make_train_step(model, tx, c)
-  rng = np.random.default_rng(c.seed + int(state.step))
   start = int(state.step)
   log = []
   t0 = time.perf_counter()
   with tqdm(total=c.steps, initial=start, desc="pretrain", disable=not progress) as bar:
     for s in range(start, c.steps):
-      idx = rng.integers(0, len(imgs), c.batch_size)
+      # Batches depend only on (seed, step), so a resumed run sees the same ones.
+      idx = np.random.default_rng([c.seed, s]).integers(0, len(imgs), c.batch_size)
       state, m = step_fn(state, imgs[idx], labs[idx], jax.random.fold_in(jax.random.key(c.seed), s))
       if (s + 1) % c.log_every == 0 or s + 1 == c.steps:
         m = {k: float(v) for k, v in m.items()}

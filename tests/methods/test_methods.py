@@ -1,0 +1,64 @@
+"""Every method config builds and runs on the engine (tiny model, short video)."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ttt_jax.cli.config_io import load_config_file
+from ttt_jax.engine import drivers
+from ttt_jax.methods.model_source import load_source_model
+from ttt_jax.methods.video_run import VideoRunner
+from tests.helpers import video
+
+CONFIGS = sorted(p.stem for p in Path("configs").glob("*.py")
+                 if p.stem not in ("smoke", "pretrain_synthetic"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_method_config_runs(name):
+  c = load_config_file(f"configs/{name}.py")
+  c.model.checkpoint, c.model.size = "random", "tiny"
+  c.method.batch_size, c.method.window = 2, min(c.method.window, 3)
+  if c.method.mode == "offline":
+    c.method.offline_iters, c.method.window = 3, 4
+  v, mc, _ = load_source_model(c.model, c.data.num_classes)
+  runner = VideoRunner(c, v, mc)
+  frames, _ = video(0, t=4)
+  labels, stats = runner.run_one(frames, 0)
+  assert labels.shape == (4, 32, 32) and labels.min() >= 0 and labels.max() < c.data.num_classes
+  assert stats["skipped"] == 0
+
+
+def test_trainable_subsets():
+  from ttt_jax.checkpoint.model_io import init_variables
+  from ttt_jax.engine.state import split_params
+  from ttt_jax.methods.video_ttt import trainable_predicate
+  from ttt_jax.models.segformer import segformer_config
+  import jax
+  v = init_variables(segformer_config("tiny", 3), jax.random.key(0))
+  n = lambda t: len(jax.tree.leaves(t))
+  tr_all, fr_all = split_params(v, trainable_predicate("all"))
+  assert "batch_stats" not in tr_all and n(tr_all) == n(v["params"])
+  tr_norm, _ = split_params(v, trainable_predicate("norm"))
+  from flax import traverse_util
+  keys = traverse_util.flatten_dict(tr_norm).keys()
+  assert keys and all(k[-1] in ("scale", "bias") and any("norm" in p for p in k) for k in keys)
+  tr_dec, _ = split_params(v, trainable_predicate("decode_head"))
+  assert set(tr_dec["params"]) == {"decode_head"}
+  tr_none, fr_none = split_params(v, trainable_predicate("none"))
+  assert tr_none == {} and n(fr_none) == n(v)
+  with pytest.raises(ValueError, match="unknown trainable subset"):
+    trainable_predicate("some")
+
+
+def test_norm_adapt_changes_only_batch_stats():
+  from tests.helpers import tiny_runner
+  runner, _ = tiny_runner(objective="norm", mode="implicit", trainable="none")
+  frames, _ = video(0, t=3)
+  st = runner.state_for(frames[0], 0)
+  before = np.asarray(runner.frozen["batch_stats"]["decode_head"]["batch_norm"]["mean"])
+  state, _ = runner._scan(st, drivers.ticks_for(frames, runner.schedule(3)))
+  after = np.asarray(state.frozen["batch_stats"]["decode_head"]["batch_norm"]["mean"])
+  assert not np.allclose(before, after)
+  np.testing.assert_array_equal(np.asarray(state.frozen["params"]["encoder"]["norm0"]["scale"]),
+                                np.asarray(runner.frozen["params"]["encoder"]["norm0"]["scale"]))
