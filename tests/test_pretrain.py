@@ -17,8 +17,8 @@ def _cfg(steps):
 
 def test_pretrain_resumes_and_writes_model(tmp_path):
   from ttt_jax.train.pretrain import pretrain
-  pretrain(_cfg(2), tmp_path, progress=False)
-  assert (tmp_path / "checkpoints" / "2").exists()
+  assert pretrain(_cfg(4), tmp_path, progress=False, stop_at=2) is None  # "killed" after step 2
+  assert (tmp_path / "checkpoints" / "2").exists() and not (tmp_path / "model").exists()
   d = pretrain(_cfg(4), tmp_path, progress=False)  # resumes at step 2, not from scratch
   v, cfg, meta = load_model(d)
   assert cfg.num_labels == 8 and meta["log"][0]["step"] == 3

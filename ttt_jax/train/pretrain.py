@@ -74,8 +74,12 @@ def make_train_step(model: YSegFormer, tx, c):
   return step
 
 
-def pretrain(config, out_dir, *, progress: bool = True) -> Path:
-  """Trains per `config` (see configs/pretrain_synthetic.py); returns the model dir."""
+def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = None) -> Path | None:
+  """Trains per `config` (see configs/pretrain_synthetic.py); returns the model dir.
+
+  `stop_at` ends the run after that step with its checkpoint saved (as if it were
+  interrupted) and returns None; a later call resumes it.
+  """
   c = config
   out = Path(out_dir).absolute()
   out.mkdir(parents=True, exist_ok=True)
@@ -97,7 +101,7 @@ def pretrain(config, out_dir, *, progress: bool = True) -> Path:
   log = []
   t0 = time.perf_counter()
   with tqdm(total=c.steps, initial=start, desc="pretrain", disable=not progress) as bar:
-    for s in range(start, c.steps):
+    for s in range(start, min(c.steps, stop_at or c.steps)):
       # Batches depend only on (seed, step), so a resumed run sees the same ones.
       idx = np.random.default_rng([c.seed, s]).integers(0, len(imgs), c.batch_size)
       state, m = step_fn(state, imgs[idx], labs[idx], jax.random.fold_in(jax.random.key(c.seed), s))
@@ -109,6 +113,8 @@ def pretrain(config, out_dir, *, progress: bool = True) -> Path:
       bar.update(1)
   mngr.wait_until_finished()
   mngr.close()
+  if int(state.step) < c.steps:
+    return None
   meta = {"trained_by": "ttt-jax pretrain", "config": json.loads(c.to_json()),
           "seconds": time.perf_counter() - t0, "log": log[-5:]}
   return save_model(out / "model", {"params": state.params, "batch_stats": state.batch_stats}, mcfg, meta)
