@@ -10,6 +10,8 @@ def get_config():
   c.method.name = "online_ttt_mae"
   c.method.batch_size = 4
   c.method.window = 4
+  c.method.lr = 1e-3       # large enough that a random tiny model visibly adapts
+  c.method.clip_norm = 1.0
   c.model.checkpoint = "random"
   c.model.size = "tiny"
   c.data.num_videos = 2

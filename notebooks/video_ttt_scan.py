@@ -64,8 +64,10 @@ def runner(name, mode, objective):
     if TINY:
         c.model.checkpoint, c.model.size = "random", "tiny"
     c.method.name, c.method.mode, c.method.objective = name, mode, objective
-    c.method.batch_size = 2 if TINY else 16
+    c.method.batch_size = 4 if TINY else 16
+    c.method.window = 4 if TINY else 16
     c.method.lr = 1e-3
+    c.method.clip_norm = 1.0 if TINY else c.method.clip_norm
     variables, model_cfg, _ = load_source_model(c.model, c.data.num_classes)
     return VideoRunner(c, variables, model_cfg)
 

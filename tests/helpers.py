@@ -3,24 +3,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from pathlib import Path
+
+from ttt_jax.cli.config_io import load_config_file
 from ttt_jax.data import synthetic
-from ttt_jax.methods.defaults import video_config
 from ttt_jax.methods.model_source import load_source_model
 from ttt_jax.methods.video_run import VideoRunner
 
 
 def tiny_config(**method):
-  c = video_config()
-  c.model.checkpoint = "random"
-  c.model.size = "tiny"
-  c.method.batch_size = 2
-  c.method.window = 3
-  c.method.lr = 1e-3  # large enough that adaptation visibly changes predictions
-  c.method.clip_norm = 1.0
-  c.data.num_videos = 2
-  c.data.num_frames = 5
-  c.data.height = 32
-  c.data.width = 32
+  """configs/smoke.py with method overrides. Sharing its settings lets the tests
+  reuse each other's compiled programs through the persistent cache."""
+  c = load_config_file(Path(__file__).resolve().parent.parent / "configs" / "smoke.py")
   for k, v in method.items():
     c.method[k] = v
   return c
@@ -33,10 +27,10 @@ def tiny_runner(driver="scan", **method):
   return VideoRunner(c, v, mc), c
 
 
-def video(seed=0, t=5, h=32, w=32):
+def video(seed=0, t=6, h=32, w=32):
   f, l, _ = synthetic.make_video(synthetic.VideoSpec(seed=seed, num_frames=t, height=h, width=w))
   return f, l
 
 
-def random_frames(t=5, h=32, w=32, seed=0):
+def random_frames(t=6, h=32, w=32, seed=0):
   return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
