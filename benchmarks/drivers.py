@@ -83,7 +83,7 @@ def main(argv=None):
       "device": str(jax.devices()[0]), "platform": platform.processor() or platform.machine(),
       "model": a.size, "frame_size": [a.height, a.width], "frames_per_video": a.frames,
       "batch": a.batch, "window": a.window, "videos_vmap": a.videos,
-      "conv": "native" if a.native_conv else "patches-einsum weight gradient",
+      "conv": "native" if a.native_conv else "scan-friendly (shift depthwise, patchify, patches-einsum dW)",
       "rows": rows, "scan_over_stream_adapting": adapt["scan_fps"] / adapt["stream_fps"],
       "adapt_cost_ratio_scan": pred["scan_fps"] / adapt["scan_fps"],
       "versions": versions()}

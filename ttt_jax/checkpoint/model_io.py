@@ -19,6 +19,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import orbax.checkpoint as ocp
+from flax import traverse_util
 
 from ttt_jax.models.segformer import SegFormerConfig, YSegFormer
 
@@ -60,11 +61,26 @@ def load_config(directory) -> tuple[SegFormerConfig, dict]:
   return SegFormerConfig(**c), spec.get("meta", {})
 
 
+def _check_saved_shapes(path, target, config_file):
+  """Compares the checkpoint's stored shapes with the config's before reading any array."""
+  if not path.exists():
+    raise FileNotFoundError(f"model checkpoint {path} is missing")
+  with ocp.StandardCheckpointer() as ckptr:
+    tree = ckptr.metadata(path).item_metadata.tree
+  saved = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(tree).items()}
+  want = {k: tuple(v.shape) for k, v in traverse_util.flatten_dict(target).items()}
+  if saved != want:
+    diff = sorted(set(saved.items()) ^ set(want.items()))[:3]
+    raise ValueError(f"checkpoint {path} does not match its config {config_file}: differing "
+                     f"(path, shape) entries {diff}")
+
+
 def load_model(directory):
   """Returns `(variables, cfg, meta)` from a directory written by `save_model`."""
   d = Path(directory).absolute()
   cfg, meta = load_config(d)
   target = abstract_variables(cfg)
+  _check_saved_shapes(d / "variables", target, d / "model.json")
   try:
     with ocp.StandardCheckpointer() as ckptr:
       variables = ckptr.restore(d / "variables", target)
