@@ -25,7 +25,6 @@
 # %%
 import os
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 

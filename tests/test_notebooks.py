@@ -1,5 +1,4 @@
 """Every notebook runs top to bottom at a tiny size (as a percent-format script)."""
-import os
 import runpy
 from pathlib import Path
 

@@ -70,3 +70,13 @@ def test_norm_adapt_changes_only_batch_stats():
   assert not np.allclose(before, after)
   np.testing.assert_array_equal(np.asarray(state.frozen["params"]["encoder"]["norm0"]["scale"]),
                                 np.asarray(runner.frozen["params"]["encoder"]["norm0"]["scale"]))
+
+
+def test_class_balance_reset_always_firing_equals_reset_mode():
+  from tests.helpers import tiny_runner
+  frames, _ = video(0, t=4)
+  always, _ = tiny_runner(mode="implicit", window=1, class_balance_reset=True, cb_tolerance=-1)
+  labels, stats = always.run_one(frames, 0)
+  assert stats["resets"] == 4  # |drift| > -1 holds on every frame
+  reset, _ = tiny_runner(mode="reset", window=1)
+  np.testing.assert_array_equal(labels, reset.run_one(frames, 0)[0])

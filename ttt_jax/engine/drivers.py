@@ -11,7 +11,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, PartitionSpec as P
 
 from ttt_jax.engine.schedule import Schedule
 from ttt_jax.engine.state import TTTState

@@ -23,7 +23,6 @@ mask per sample.
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import jax
@@ -117,18 +116,23 @@ def _loss_fn(task: SegTask, m):
   return loss
 
 
+def _class_balance_reset(task: SegTask, tolerance: int):
+  """Reset when the adapted model's number of predicted classes on the frame drifts
+  from the initial model's by more than `tolerance`."""
+  def reset_fn(trainable, anchor, frozen, frame_HWC):
+    now = task.logits_full(trainable, frozen, frame_HWC[None])[0]
+    init = task.logits_full(anchor, frozen, frame_HWC[None])[0]
+    return class_drift(now, init, tolerance=tolerance)
+  return reset_fn
+
+
 def build(task: SegTask, m) -> tuple[Learner, StepConfig, dict[str, Any]]:
   """`(learner, step_config, schedule_kwargs)` for a `config.method` block."""
   if m.mode not in MODES:
     raise ValueError(f"unknown memory mode {m.mode!r}; expected one of {MODES}")
-  reset_fn = None
-  if m.class_balance_reset:
-    def reset_fn(trainable, anchor, frozen, frame_HWC):
-      now = task.logits_full(trainable, frozen, frame_HWC[None])[0]
-      init = task.logits_full(anchor, frozen, frame_HWC[None])[0]
-      return class_drift(now, init, tolerance=m.cb_tolerance)
   learner = Learner(loss_fn=_loss_fn(task, m), predict_fn=task.predict_labels,
-                    optimizer=make_optimizer(m), reset_fn=reset_fn)
+                    optimizer=make_optimizer(m),
+                    reset_fn=_class_balance_reset(task, m.cb_tolerance) if m.class_balance_reset else None)
   adapting = m.mode != "none" and m.objective != "none"
   step_cfg = StepConfig(
       carry_params=m.mode not in ("reset", "explicit"),
