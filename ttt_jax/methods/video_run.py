@@ -12,6 +12,7 @@ with the same `out_dir` skips finished videos (resume after a kill).
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -111,15 +112,21 @@ class VideoRunner:
     labels = np.asarray(outs["labels_HW"])[-len(frames):]
     return labels, {"skipped": int(state.skipped), "resets": int(state.resets)}
 
-  def run_many(self, videos: list[np.ndarray], first_index: int, mesh=None):
-    """Many videos at once (vmap; sharded over `mesh`). Unequal lengths are padded."""
+  def run_many(self, videos: list[np.ndarray], indices, mesh=None):
+    """Many videos at once (vmap; sharded over `mesh`). Unequal lengths are padded.
+
+    `indices`: each video's index in the dataset (its PRNG stream), or the first
+    index of a contiguous run.
+    """
+    if isinstance(indices, int):
+      indices = range(indices, indices + len(videos))
     for i, v in enumerate(videos):
-      drivers.check_frames(v, f"video {first_index + i}")
+      drivers.check_frames(v, f"video {indices[i]}")
       check_frame_size(self.task.cfg, *v.shape[1:3])
     scheds = [self.schedule(len(v)) for v in videos]
     length = max(len(s) for s in scheds)
     ticks = drivers.stack_trees([drivers.ticks_for(v, s.pad_to(length)) for v, s in zip(videos, scheds)])
-    states = drivers.stack_trees([self.state_for(v[0], first_index + i) for i, v in enumerate(videos)])
+    states = drivers.stack_trees([self.state_for(v[0], indices[i]) for i, v in enumerate(videos)])
     if self._vmap is None or mesh is not None:
       self._vmap = drivers.vmap_driver(self._step, mesh)
     states, outs = self._compiled_for(self._vmap, states, ticks)(states, ticks)
@@ -145,41 +152,51 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
   if config.engine.distributed:
     jax.distributed.initialize()
   variables, model_cfg, model_meta = load_source_model(config.model, num_classes=d.num_classes)
-  videos = list(load_videos(d))
-  if not videos:
-    raise ValueError(f"dataset {d.name!r} yielded no videos")
-  if config.method.mode == "offline":  # offline memory holds every frame of the longest video
-    config.method.window = max(len(v[1]) for v in videos)
+  if config.method.mode == "offline":
+    # Offline memory holds every frame: as many slots as the longest video may have.
+    config.method.window = max(config.method.window, d.num_frames)
   runner = VideoRunner(config, variables, model_cfg)
   pc, pi = jax.process_count(), jax.process_index()
-  # Resume: a video whose predictions exist is finished and kept as it is.
-  todo = [(i, vid, f, lab) for i, (vid, f, lab) in enumerate(videos)
-          if i % pc == pi and not (pred_dir / f"{vid}.npz").exists()]
+
+  def todo():
+    """This process's unfinished videos, read one at a time (resume: finished ones are kept)."""
+    n = 0
+    for i, (vid, frames, labels) in enumerate(load_videos(d)):
+      n += 1
+      if i % pc != pi or (pred_dir / f"{vid}.npz").exists():
+        continue
+      if config.method.mode == "offline" and len(frames) > runner.step_cfg.window:
+        raise ValueError(f"video {vid} has {len(frames)} frames but offline memory holds "
+                         f"{runner.step_cfg.window}; set data.num_frames or method.window >= {len(frames)}")
+      yield i, vid, frames, labels
+    if n == 0:
+      raise ValueError(f"dataset {d.name!r} yielded no videos")
 
   def finish(vid, pred, secs, stats):
     save_npz_atomic(pred_dir / f"{vid}.npz", labels=pred.astype(np.int32), seconds=np.float64(secs),
                     skipped=np.int64(stats["skipped"]), resets=np.int64(stats["resets"]))
 
-  bar = tqdm(total=len(todo), desc=config.method.name, disable=not progress, unit="video")
-  if runner.driver in ("vmap", "sharded") and todo:
+  bar = tqdm(desc=config.method.name, disable=not progress, unit="video")
+  if runner.driver in ("vmap", "sharded"):
     mesh = drivers.video_mesh(jax.local_devices()) if runner.driver == "sharded" else None
-    per = config.engine.videos_per_batch or (mesh.size if mesh is not None else len(todo))
+    per = config.engine.videos_per_batch or (mesh.size if mesh is not None else d.num_videos or 1)
     if mesh is not None and per % mesh.size:
       raise ValueError(f"engine.videos_per_batch={per} must be a multiple of the {mesh.size} devices")
-    for start in range(0, len(todo), per):
-      group = todo[start:start + per]
-      vids = [g[2] for g in group]
+    pending = todo()
+    while group := list(itertools.islice(pending, per)):
+      vids, idx = [g[2] for g in group], [g[0] for g in group]
       while mesh is not None and len(vids) % mesh.size:  # pad with copies; results dropped
         vids.append(vids[0])
+        idx.append(idx[0])
       t0, c0 = time.perf_counter(), runner.compile_seconds
-      res = runner.run_many(vids, group[0][0], mesh)
+      res = runner.run_many(vids, idx, mesh)
       secs = time.perf_counter() - t0 - (runner.compile_seconds - c0)
       tot = sum(len(g[3]) for g in group)
       for (_, vid, _, gt), (pred, stats) in zip(group, res):
         finish(vid, pred, secs * len(gt) / tot, stats)
         bar.update(1)
   else:
-    for idx, vid, frames, _ in todo:
+    for idx, vid, frames, _ in todo():
       t0, c0 = time.perf_counter(), runner.compile_seconds
       pred, stats = runner.run_one(frames, idx)
       finish(vid, pred, time.perf_counter() - t0 - (runner.compile_seconds - c0), stats)
@@ -193,7 +210,7 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
   # Score every video from its saved predictions (this run's and any resumed ones).
   acc = Accumulator(d.num_classes)
   seconds = skipped = resets = frames_done = 0
-  for vid, _, gt in videos:
+  for vid, _, gt in load_videos(d):
     z = np.load(pred_dir / f"{vid}.npz")
     if z["labels"].shape != gt.shape:
       raise ValueError(f"{pred_dir / (vid + '.npz')}: predictions {z['labels'].shape} do not match the "
