@@ -12,10 +12,8 @@ are the best of --repeats runs.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import time
-from pathlib import Path
 
 import jax
 
@@ -42,7 +40,7 @@ def main(argv=None):
   from ttt_jax.data.synthetic import VideoSpec, make_video
   from ttt_jax.methods.defaults import video_config
   from ttt_jax.methods.model_source import load_source_model
-  from ttt_jax.methods.video_run import VideoRunner, versions
+  from ttt_jax.methods.video_run import VideoRunner, versions, write_json
 
   def runner(mode):
     c = video_config()
@@ -93,10 +91,7 @@ def main(argv=None):
     print(f"{r['step']:<14} {r['scan_fps']:9.1f} {r['stream_fps']:9.1f} {r['vmap_fps']:9.1f}")
   print(f"scan / stream (adapting): {result['scan_over_stream_adapting']:.2f}x; "
         f"adapting step costs {result['adapt_cost_ratio_scan']:.1f}x predict-only (scan)")
-  out = Path(a.json)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1))
-  print(f"wrote {out}")
+  print(f"wrote {write_json(a.json, result)}")
   return result
 
 

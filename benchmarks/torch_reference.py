@@ -13,11 +13,11 @@ only time is measured.
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
+
+from ttt_jax.methods.video_run import write_json
 import torch.nn.functional as F
 
 
@@ -107,10 +107,7 @@ def main(argv=None):
             "batch": a.batch, "window": a.window, "frames": a.frames, "fps": res}
   print(f"PyTorch eager (torch {torch.__version__}, {a.threads} threads), {a.height}x{a.width}, batch {a.batch}, "
         f"window {a.window}: predict-only {res['predict-only']:.1f} frames/s, adapting {res['adapting']:.1f} frames/s")
-  out = Path(a.json)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps(result, indent=1))
-  print(f"wrote {out}")
+  print(f"wrote {write_json(a.json, result)}")
   return result
 
 

@@ -13,7 +13,6 @@ Settings are the demo's (ttt_jax/demo.py): batch 16, lr 1e-3 for the small model
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from ttt_jax import compile_cache
 from ttt_jax.demo import demo_config
-from ttt_jax.methods.video_run import run, versions
+from ttt_jax.methods.video_run import run, versions, write_json
 
 MAIN = ("main_task", "ttt_mae_no_mem", "online_ttt_mae", "implicit_only", "explicit_only", "offline")
 EXTRA = ("norm_adapt", "tent", "self_train")
@@ -104,10 +103,8 @@ def main(argv=None):
     print("\nfindings:")
     for k, v in findings.items():
       print(f"  {k}: {v}")
-  out = Path(a.json)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  out.write_text(json.dumps({"seeds": a.seeds, "videos": a.videos, "frames": a.frames, "rows": rows,
-                             "findings": findings, "versions": versions()}, indent=1, default=bool))
+  out = write_json(a.json, {"seeds": a.seeds, "videos": a.videos, "frames": a.frames, "rows": rows,
+                            "findings": findings, "versions": versions()})
   print(f"wrote {out}")
 
 

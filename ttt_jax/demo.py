@@ -8,7 +8,6 @@ writes `OUT/results.json`, `OUT/<method>/` (each run's results and predictions),
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import numpy as np
 
 from ttt_jax.cli.config_io import load_config_file
 from ttt_jax.data.datasets import load_videos
-from ttt_jax.methods.video_run import atomic_write_bytes, run, versions
+from ttt_jax.methods.video_run import run, versions, write_json
 from ttt_jax.viz.plots import plot_per_frame_miou, plot_strip
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -73,7 +72,7 @@ def demo(out_dir="demo_out", *, quick: bool = False) -> dict:
              "versions": versions(), "seconds": time.perf_counter() - t0,
              "methods": {n: {"metrics": r["metrics"], "fps": r["fps"], "skipped_updates": r["skipped_updates"]}
                          for n, r in rows.items()}}
-  atomic_write_bytes(out / "results.json", json.dumps(summary, indent=1).encode())
+  write_json(out / "results.json", summary)
   print(f"wrote {out / 'results.json'}, {out / 'per_frame_miou.png'}, {out / 'strip.png'} "
         f"({summary['seconds']:.0f} s)")
   return summary

@@ -52,6 +52,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
   os.replace(tmp, path)
 
 
+def write_json(path, obj) -> Path:
+  """Writes `obj` as indented JSON, atomically, creating parent folders."""
+  path = Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  atomic_write_bytes(path, json.dumps(obj, indent=1, default=bool).encode())
+  return path
+
+
 def save_npz_atomic(path: Path, **arrays) -> None:
   tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.npz")
   np.savez_compressed(tmp, **arrays)
@@ -232,5 +240,5 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
       "metrics": {k: summary[k] for k in ("miou", "wiou", "mvc8", "mvc16", "frame_miou")},
       "iou_per_class": summary["iou_per_class"], "per_video": summary["per_video"],
   }
-  atomic_write_bytes(out / "results.json", json.dumps(results, indent=1, allow_nan=True).encode())
+  write_json(out / "results.json", results)
   return results

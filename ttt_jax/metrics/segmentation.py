@@ -78,11 +78,12 @@ class Accumulator:
     self.videos: dict[str, dict] = {}
 
   def add(self, video_id: str, pred_THW, gt_THW) -> dict:
-    cm = sum((confusion(p, g, self.num_classes, self.ignore) for p, g in zip(pred_THW, gt_THW)),
-             np.zeros_like(self.cm))
+    # One confusion matrix per frame serves both the per-frame and the video scores.
+    frame_cms = [confusion(p, g, self.num_classes, self.ignore) for p, g in zip(pred_THW, gt_THW)]
+    cm = np.sum(frame_cms, axis=0, dtype=np.int64) if frame_cms else np.zeros_like(self.cm)
     self.cm += cm
     m = iou_from_confusion(cm)
-    pf = per_frame_miou(pred_THW, gt_THW, self.num_classes, self.ignore)
+    pf = np.array([iou_from_confusion(c)["miou"] for c in frame_cms])
     rec = {"miou": m["miou"], "wiou": m["wiou"], "frames": int(len(gt_THW)),
            "mvc8": video_consistency(pred_THW, gt_THW, 8),
            "mvc16": video_consistency(pred_THW, gt_THW, 16),
