@@ -6,6 +6,9 @@ A cache file is one `.npz` per video and kind, written atomically:
                      object_ids int32   N
                      prompt_frames int32 N            frame each object was first prompted on
                      class_scores float32 N x C       optional
+                     prompt_points float32 N x 2      optional, (x, y) pixels
+                     prompt_classes int32 N           optional, the class that placed the prompt
+                     prompt_scores float32 N          optional, its peak reliability
     kind "features"  features   float16 T x h x w x C  teacher patch features
 
 plus `__meta__`: UTF-8 JSON bytes (uint8) with the schema version, the kind, the
@@ -28,7 +31,9 @@ KINDS = {
     "masks": {"masks": (np.bool_, 4), "object_ids": (np.int32, 1), "prompt_frames": (np.int32, 1)},
     "features": {"features": (np.float16, 4)},
 }
-OPTIONAL = {"masks": {"class_scores": (np.float32, 2)}, "features": {}}
+OPTIONAL = {"masks": {"class_scores": (np.float32, 2), "prompt_points": (np.float32, 2),
+                     "prompt_classes": (np.int32, 1), "prompt_scores": (np.float32, 1)},
+            "features": {}}
 
 
 class CacheMismatch(ValueError):
@@ -72,8 +77,9 @@ def _check_arrays(kind: str, arrays: dict[str, np.ndarray], where: str):
                        f"got {a.dtype} with shape {a.shape}")
   if kind == "masks":
     n = arrays["masks"].shape[1]
-    if arrays["object_ids"].shape != (n,) or arrays["prompt_frames"].shape != (n,):
-      raise ValueError(f"{where}: object_ids and prompt_frames must have N={n} entries")
+    for k in ("object_ids", "prompt_frames", "prompt_points", "prompt_classes", "prompt_scores"):
+      if k in arrays and arrays[k].shape[:1] != (n,):
+        raise ValueError(f"{where}: {k} must have N={n} entries, got shape {arrays[k].shape}")
 
 
 def write_cache(path, kind: str, arrays: dict[str, np.ndarray], *, video_digest: str, teacher: str,

@@ -1,4 +1,4 @@
-"""`ttt-jax`: run, demo, pretrain, convert, predict, evaluate."""
+"""`ttt-jax`: run, demo, pretrain, convert, predict, evaluate, export."""
 from __future__ import annotations
 
 import argparse
@@ -18,6 +18,15 @@ def _run(a):
         f"mVC8 {100 * m['mvc8']:.2f}  mVC16 {100 * m['mvc16']:.2f}  "
         f"{res['fps']:.1f} frames/s  ({res['frames']} frames, {res['skipped_updates']} skipped updates)")
   print(f"wrote {Path(a.out) / 'results.json'}")
+
+
+def _export(a):
+  from ttt_jax.cli.config_io import apply_overrides, load_config_file
+  from ttt_jax.methods.ditta_export import export
+  cfg = apply_overrides(load_config_file(a.config), a.overrides)
+  ids = export(cfg, a.out, progress=not a.quiet)
+  print(f"exported {len(ids)} videos to {a.out} (next: sam2-bridge targets --export-dir {a.out} "
+        f"--out-dir TARGETS)")
 
 
 def _demo(a):
@@ -68,6 +77,12 @@ def parser() -> argparse.ArgumentParser:
   r.add_argument("--out", required=True)
   r.add_argument("--quiet", action="store_true")
   r.set_defaults(fn=_run)
+  x = sub.add_parser("export", help="frames + warm-up ISS probabilities for `sam2-bridge targets`")
+  x.add_argument("config")
+  x.add_argument("overrides", nargs="*")
+  x.add_argument("--out", required=True)
+  x.add_argument("--quiet", action="store_true")
+  x.set_defaults(fn=_export)
   d = sub.add_parser("demo", help="the main job on the synthetic benchmark")
   d.add_argument("--out", default="demo_out")
   d.add_argument("--quick", action="store_true", help="fewer, shorter videos")

@@ -27,6 +27,8 @@ class TTTState:
     key: PRNG key, split once per tick.
     skipped: updates skipped because the loss or a gradient was not finite.
     resets: resets triggered by a method's reset rule.
+    pred_carry: a recurrent predictor's carry (e.g. the previous frame's features
+      and logits), or None.
   """
   trainable: PyTree
   frozen: PyTree
@@ -38,6 +40,7 @@ class TTTState:
   key: jax.Array
   skipped: jax.Array
   resets: jax.Array
+  pred_carry: PyTree = None
 
 
 def split_params(variables: PyTree, is_trainable: Callable[[tuple[str, ...]], bool]):

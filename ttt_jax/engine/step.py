@@ -25,15 +25,25 @@ LossFn = Callable[[PyTree, PyTree, jax.Array, jax.Array], tuple[jax.Array, PyTre
 PredictFn = Callable[[PyTree, PyTree, jax.Array], jax.Array]
 # reset_fn(trainable, anchor, frozen, frame_HWC) -> bool scalar: restore the anchor
 ResetFn = Callable[[PyTree, PyTree, PyTree, jax.Array], jax.Array]
+# post_update_fn(trainable, anchor, key) -> trainable, after each optimizer step
+PostUpdateFn = Callable[[PyTree, PyTree, jax.Array], PyTree]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Learner:
-  """What a method plugs into the engine."""
+  """What a method plugs into the engine.
+
+  A recurrent predictor (one that looks at earlier frames, e.g. DiTTA's temporal
+  add-on) sets `predict_carry_init(frame_HWC) -> carry`; its `predict_fn` then is
+  `(trainable, frozen, frame_HWC, carry) -> (labels_HW, carry)` and the carry
+  lives in `TTTState.pred_carry`, advanced only on predicting ticks.
+  """
   loss_fn: LossFn
   predict_fn: PredictFn
   optimizer: optax.GradientTransformation
   reset_fn: ResetFn | None = None
+  post_update_fn: PostUpdateFn | None = None
+  predict_carry_init: Callable[[jax.Array], PyTree] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -87,7 +97,9 @@ def init_state(learner: Learner, cfg: StepConfig, *, trainable: PyTree, frozen: 
       opt_state=learner.optimizer.init(trainable),
       memory=mem_lib.empty_memory(cfg.window, jnp.asarray(frame_HWC)),
       ema=ema, step=jnp.zeros((), jnp.int32), key=key,
-      skipped=jnp.zeros((), jnp.int32), resets=jnp.zeros((), jnp.int32))
+      skipped=jnp.zeros((), jnp.int32), resets=jnp.zeros((), jnp.int32),
+      pred_carry=(learner.predict_carry_init(jnp.asarray(frame_HWC))
+                  if learner.predict_carry_init is not None else None))
 
 
 def _all_finite(tree) -> jax.Array:
@@ -108,16 +120,18 @@ def make_step(learner: Learner, cfg: StepConfig):
   opt = learner.optimizer
 
   def adapt(args):
-    trainable, frozen, opt_state, skipped, memory, key = args
+    trainable, frozen, opt_state, skipped, memory, key, anchor = args
 
     def one_update(carry, key):
       trainable, frozen, opt_state, skipped = carry
-      k_batch, k_loss = jax.random.split(key)
+      k_batch, k_loss, k_post = jax.random.split(key, 3)
       batch = mem_lib.sample(memory, k_batch, cfg.batch_size)
       (loss, new_frozen), grads = jax.value_and_grad(learner.loss_fn, has_aux=True)(
           trainable, frozen, batch, k_loss)
       updates, new_opt = opt.update(grads, opt_state, trainable)
       new_tr = optax.apply_updates(trainable, updates)
+      if learner.post_update_fn is not None:
+        new_tr = learner.post_update_fn(new_tr, anchor, k_post)
       ok = jnp.isfinite(loss) & _all_finite(grads)
       # A non-finite loss never reaches the carried parameters: skip and count.
       carry = (_select(ok, new_tr, trainable), _select(ok, new_frozen, frozen),
@@ -130,7 +144,7 @@ def make_step(learner: Learner, cfg: StepConfig):
     return trainable, frozen, opt_state, skipped, jnp.mean(losses).astype(jnp.float32)
 
   def no_adapt(args):
-    trainable, frozen, opt_state, skipped, _, _ = args
+    trainable, frozen, opt_state, skipped, _, _, _ = args
     return trainable, frozen, opt_state, skipped, jnp.zeros_like(skipped, jnp.float32)
 
   def step(state: TTTState, tick: Tick):
@@ -148,7 +162,7 @@ def make_step(learner: Learner, cfg: StepConfig):
     opt_state = state.opt_state
     if cfg.reset_opt_state:
       opt_state = _select(active, opt.init(trainable), opt_state)
-    args = (trainable, state.frozen, opt_state, state.skipped, memory, k_adapt)
+    args = (trainable, state.frozen, opt_state, state.skipped, memory, k_adapt, state.anchor)
     if cfg.steps_per_frame > 0:
       trainable, frozen, opt_state, skipped, loss = jax.lax.cond(active, adapt, no_adapt, args)
     else:  # statically predict-only: no update branch to compile
@@ -156,11 +170,20 @@ def make_step(learner: Learner, cfg: StepConfig):
     ema = state.ema
     if ema is not None:
       ema = _select(active, optax.incremental_update(trainable, ema, 1.0 - cfg.ema_decay), ema)
-    labels = jax.lax.cond(
-        tick.predict, lambda: learner.predict_fn(trainable, frozen, tick.frame_HWC).astype(jnp.int32),
-        lambda: jnp.zeros_like(tick.frame_HWC[..., 0], jnp.int32))
+    no_labels = jnp.zeros(tick.frame_HWC.shape[:2], jnp.int32)
+    pred_carry = state.pred_carry
+    if learner.predict_carry_init is None:
+      labels = jax.lax.cond(
+          tick.predict, lambda: learner.predict_fn(trainable, frozen, tick.frame_HWC).astype(jnp.int32),
+          lambda: no_labels)
+    else:
+      def recurrent():
+        lab, c = learner.predict_fn(trainable, frozen, tick.frame_HWC, pred_carry)
+        return lab.astype(jnp.int32), c
+      labels, pred_carry = jax.lax.cond(tick.predict, recurrent, lambda: (no_labels, pred_carry))
     new = state.replace(trainable=trainable, frozen=frozen, opt_state=opt_state, memory=memory,
-                        ema=ema, step=state.step + 1, key=key, skipped=skipped, resets=resets)
+                        ema=ema, step=state.step + 1, key=key, skipped=skipped, resets=resets,
+                        pred_carry=pred_carry)
     return new, dict(labels_HW=labels, loss=loss, adapted=active)
 
   return step

@@ -8,7 +8,7 @@ def video_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.method = m = ml_collections.ConfigDict()
   m.name = "online_ttt_mae"
-  m.objective = "mae"            # none | mae | entropy | self_train | norm
+  m.objective = "mae"            # none | mae | entropy | self_train | norm | ditta | cotta | zero_shot
   m.mode = "window"              # none | reset | implicit | window | explicit | offline | warmup_freeze
   m.window = 16                  # explicit memory k
   m.steps_per_frame = 1
@@ -34,6 +34,24 @@ def video_config() -> ml_collections.ConfigDict:
   m.offline_iters = 0            # offline: optimizer steps after seeing all frames
   m.warmup_fraction = 0.1
   m.warmup_passes = 1
+  m.eval_after_warmup = False    # score only frames after the warm-up (DiTTA's protocol)
+  # DiTTA (objective 'ditta'; METHODS.md) and its baselines ('cotta', 'zero_shot')
+  m.targets_dir = ""             # cached targets: <targets_dir>/<video_id>.npz (sam2-bridge targets)
+  m.targets_teacher = ""         # refuse caches of another propagator ('flow', 'sam2:...'); '' = any
+  m.ditta_addon = True
+  m.ditta_distill = True
+  m.ditta_contrast = True
+  m.ditta_double_softmax = True  # the reference's CE on softmax probabilities; False = plain CE
+  m.ditta_dim = 256              # add-on query/key and projection width
+  m.ditta_radius = 5             # local attention window 11 x 11
+  m.ditta_tau = 0.8              # fuse where the plain reliability is below tau
+  m.ditta_momentum = 0.99
+  m.ditta_temperature = 1.0
+  m.ditta_max_objects = 100
+  m.cotta_momentum = 0.999
+  m.cotta_restore = 0.01
+  m.cotta_threshold = 0.69
+  m.cotta_scales = (1.0, 1.5, 2.0)
 
   c.model = md = ml_collections.ConfigDict()
   md.checkpoint = "builtin"      # a model dir, 'builtin' (shipped synthetic source model) or 'random'
@@ -59,4 +77,35 @@ def video_config() -> ml_collections.ConfigDict:
   e.videos_per_batch = 0         # vmap/sharded: videos at once (0 = all, or the device count)
   e.distributed = False          # sharded over several hosts: jax.distributed.initialize() first
   c.lock()
+  return c
+
+
+def ditta_config(*, warmup: float = 0.1, objective: str = "ditta", name: str = "ditta",
+                 targets_dir: str = "", addon: bool = True, distill: bool = True,
+                 contrast: bool = True) -> ml_collections.ConfigDict:
+  """DiTTA's protocol (warm-up then freeze, evaluate after the warm-up) for DiTTA, its
+  ablations and its baselines ('none' = the ISS model, 'cotta', 'zero_shot').
+
+  Reference settings (METHODS.md): decoder-only AdamW lr 1e-3, betas (0.9, 0.999),
+  weight decay 0.01, no clipping, 5 passes over the warm-up frames, one step per frame.
+  """
+  c = video_config()
+  m = c.method
+  m.name, m.objective = name, objective
+  m.warmup_fraction = warmup
+  m.eval_after_warmup = True
+  m.window, m.batch_size, m.steps_per_frame = 1, 1, 1
+  m.targets_dir = targets_dir
+  m.ditta_addon, m.ditta_distill, m.ditta_contrast = addon, distill, contrast
+  m.reset_opt_state = False
+  if objective == "ditta":
+    m.mode, m.warmup_passes = "warmup_freeze", 5
+    m.trainable = "decode_head"
+    m.lr, m.weight_decay, m.clip_norm = 1e-3, 0.01, 0.0
+  elif objective == "cotta":
+    # CoTTA adapts online on every frame (its own protocol); scored on the same frames.
+    m.mode, m.trainable = "implicit", "all"
+    m.lr, m.weight_decay, m.clip_norm = 6e-5, 0.0, 0.0
+  else:  # 'none' (ISS) or 'zero_shot': no adaptation
+    m.mode, m.trainable = "none", "none"
   return c

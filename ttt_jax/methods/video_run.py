@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 
 from ttt_jax.data.datasets import load_videos
 from ttt_jax.engine import drivers
-from ttt_jax.engine.schedule import make_schedule
+from ttt_jax.engine.schedule import make_schedule, warmup_frames
 from ttt_jax.engine.state import split_params
 from ttt_jax.engine.step import init_state, make_step
-from ttt_jax.methods import video_ttt
+from ttt_jax.methods import ditta, video_ttt
 from ttt_jax.methods.model_source import load_source_model
 from ttt_jax.methods.segformer_task import SegTask, check_frame_size
 from ttt_jax.metrics.segmentation import Accumulator
@@ -66,6 +66,16 @@ def save_npz_atomic(path: Path, **arrays) -> None:
   os.replace(tmp, path)
 
 
+def eval_start(m, num_frames: int) -> int:
+  """First scored frame: after the warm-up under DiTTA's protocol, else 0."""
+  if not m.eval_after_warmup:
+    return 0
+  w = warmup_frames(num_frames, m.warmup_fraction)
+  if w >= num_frames:
+    raise ValueError(f"a warm-up of {w} frames leaves none of the {num_frames} to evaluate")
+  return w
+
+
 class VideoRunner:
   """Holds the jitted drivers of one (method, model) pair; runs videos through them."""
 
@@ -73,8 +83,13 @@ class VideoRunner:
     self.config = config
     self.task = SegTask(model_cfg)
     m = config.method
-    self.learner, self.step_cfg, self.sched_kw = video_ttt.build(self.task, m)
-    self.trainable, self.frozen = split_params(variables, video_ttt.trainable_predicate(m.trainable))
+    if m.objective in ditta.OBJECTIVES:
+      (self.learner, self.step_cfg, self.sched_kw, self.trainable, self.frozen,
+       self.prepare) = ditta.build(self.task, m, variables, seed=config.model.init_seed)
+    else:
+      self.learner, self.step_cfg, self.sched_kw = video_ttt.build(self.task, m)
+      self.trainable, self.frozen = split_params(variables, video_ttt.trainable_predicate(m.trainable))
+      self.prepare = lambda frames, video_id: frames
     self.mode = m.mode
     self.driver = config.engine.driver
     if self.driver not in ("scan", "stream", "vmap", "sharded"):
@@ -103,11 +118,12 @@ class VideoRunner:
   def schedule(self, num_frames):
     return make_schedule(self.mode, num_frames, **self.sched_kw)
 
-  def run_one(self, frames_THWC, video_index: int, driver: str | None = None):
+  def run_one(self, frames_THWC, video_index: int, driver: str | None = None, video_id: str = ""):
     """Predictions `T, H, W` int32 and stats of one video with the scan or stream driver."""
     driver = driver or self.driver
     frames = drivers.check_frames(frames_THWC)
     check_frame_size(self.task.cfg, *frames.shape[1:3])
+    frames = self.prepare(frames, video_id)
     sched = self.schedule(len(frames))
     state = self.state_for(frames[0], video_index)
     ticks = drivers.ticks_for(frames, sched)
@@ -120,7 +136,7 @@ class VideoRunner:
     labels = np.asarray(outs["labels_HW"])[-len(frames):]
     return labels, {"skipped": int(state.skipped), "resets": int(state.resets)}
 
-  def run_many(self, videos: list[np.ndarray], indices, mesh=None):
+  def run_many(self, videos: list[np.ndarray], indices, mesh=None, video_ids=None):
     """Many videos at once (vmap; sharded over `mesh`). Unequal lengths are padded.
 
     `indices`: each video's index in the dataset (its PRNG stream), or the first
@@ -131,6 +147,7 @@ class VideoRunner:
     for i, v in enumerate(videos):
       drivers.check_frames(v, f"video {indices[i]}")
       check_frame_size(self.task.cfg, *v.shape[1:3])
+    videos = [self.prepare(v, video_ids[i] if video_ids else "") for i, v in enumerate(videos)]
     scheds = [self.schedule(len(v)) for v in videos]
     length = max(len(s) for s in scheds)
     ticks = drivers.stack_trees([drivers.ticks_for(v, s.pad_to(length)) for v, s in zip(videos, scheds)])
@@ -197,7 +214,8 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
         vids.append(vids[0])
         idx.append(idx[0])
       t0, c0 = time.perf_counter(), runner.compile_seconds
-      res = runner.run_many(vids, idx, mesh)
+      ids = [g[1] for g in group] + [group[0][1]] * (len(vids) - len(group))
+      res = runner.run_many(vids, idx, mesh, video_ids=ids)
       secs = time.perf_counter() - t0 - (runner.compile_seconds - c0)
       tot = sum(len(g[3]) for g in group)
       for (_, vid, _, gt), (pred, stats) in zip(group, res):
@@ -206,7 +224,7 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
   else:
     for idx, vid, frames, _ in todo():
       t0, c0 = time.perf_counter(), runner.compile_seconds
-      pred, stats = runner.run_one(frames, idx)
+      pred, stats = runner.run_one(frames, idx, video_id=vid)
       finish(vid, pred, time.perf_counter() - t0 - (runner.compile_seconds - c0), stats)
       bar.update(1)
   bar.close()
@@ -223,7 +241,8 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
     if z["labels"].shape != gt.shape:
       raise ValueError(f"{pred_dir / (vid + '.npz')}: predictions {z['labels'].shape} do not match the "
                        f"video's labels {gt.shape}; remove the file (or --out) to recompute")
-    acc.add(vid, z["labels"], gt)
+    first = eval_start(config.method, len(gt))
+    acc.add(vid, z["labels"][first:], gt[first:])
     seconds += float(z["seconds"])
     skipped += int(z["skipped"])
     resets += int(z["resets"])
@@ -233,6 +252,7 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
       "method": config.method.name, "dataset": d.name, "config": json.loads(config.to_json()),
       "model": model_meta, "versions": versions(), "devices": [str(x) for x in jax.devices()],
       "frames": frames_done, "seconds": seconds,
+      "evaluated": "frames after the warm-up" if config.method.eval_after_warmup else "all frames",
       "fps": frames_done / seconds if seconds > 0 else float("nan"),
       "compile_seconds": runner.compile_seconds,
       "fps_note": "frames / wall seconds of the runs, compilation excluded (compile_seconds)",

@@ -183,7 +183,9 @@ class DecodeHead(nn.Module):
   dropout: float = 0.1
 
   @nn.compact
-  def __call__(self, feats, *, train: bool = False):
+  def __call__(self, feats, *, train: bool = False, return_features: bool = False):
+    """Logits `N, H/4, W/4, C`; with `return_features` also the fused features
+    (after BatchNorm and ReLU) `N, H/4, W/4, hidden`."""
     n, h, w, _ = feats[0].shape
     ups = []
     for i, f in enumerate(feats):
@@ -194,9 +196,10 @@ class DecodeHead(nn.Module):
     x = jnp.concatenate(ups[::-1], axis=-1)
     x = nn.Dense(self.hidden, use_bias=False, name="linear_fuse")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="batch_norm")(x)
-    x = nn.relu(x)
-    x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.out_channels, name="classifier")(x)
+    fused = nn.relu(x)
+    x = nn.Dropout(self.dropout, deterministic=not train)(fused)
+    logits = nn.Dense(self.out_channels, name="classifier")(x)
+    return (logits, fused) if return_features else logits
 
 
 def depth_to_space(x_NhwC, r: int):
@@ -225,6 +228,10 @@ class YSegFormer(nn.Module):
   def segment(self, x_NHWC, *, train: bool = False):
     """Class logits `N, H/4, W/4, C`."""
     return self.decode_head(self.encoder(x_NHWC), train=train)
+
+  def segment_with_features(self, x_NHWC, *, train: bool = False):
+    """`(logits N, H/4, W/4, C, fused decoder features N, H/4, W/4, hidden)`."""
+    return self.decode_head(self.encoder(x_NHWC), train=train, return_features=True)
 
   def reconstruct(self, x_NHWC, *, train: bool = False):
     """Reconstructed normalised pixels `N, H, W, 3`."""

@@ -1,0 +1,10 @@
+"""CoTTA (EMA teacher, augmentation-averaged pseudo-labels, stochastic restore),
+online on every frame, scored after the 10% warm-up like DiTTA.
+
+  ttt-jax run configs/ditta_cotta.py --out runs/ditta_cotta
+"""
+from ttt_jax.methods.defaults import ditta_config
+
+
+def get_config():
+  return ditta_config(warmup=0.1, objective="cotta", name="cotta")

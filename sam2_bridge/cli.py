@@ -1,0 +1,163 @@
+"""`sam2-bridge`: build cached targets (SAM2 or optical flow) and DINOv2 features.
+
+    sam2-bridge targets --video FRAMES --probs ISS_PROBS.npy --out CACHE.npz \
+        [--propagator flow|sam2 --sam2-config CFG --sam2-checkpoint PT --image-size 1024]
+    sam2-bridge targets --export-dir EXPORT --out-dir CACHE_DIR [...]   # every video
+    sam2-bridge features --video FRAMES --model DINOV2_DIR --out CACHE.npz
+    sam2-bridge features --export-dir EXPORT --model DINOV2_DIR --out-dir CACHE_DIR
+
+FRAMES is a folder of frames or a uint8 T x H x W x 3 `.npy`; ISS_PROBS the image
+model's class probabilities on the warm-up frames (float, W x H x W x C), as
+`ttt-jax export` writes them (EXPORT/<video>/frames.npy, iss_probs.npy). A batch
+run skips videos whose cache exists (resume after a kill).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.metadata
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from sam2_bridge import cache_schema
+from sam2_bridge.video_io import read_video
+
+_VERSIONED = ("numpy", "torch", "sam2", "transformers", "opencv-python-headless")
+
+
+def versions() -> dict:
+  out = {}
+  for p in _VERSIONED:
+    try:
+      out[p] = importlib.metadata.version(p)
+    except importlib.metadata.PackageNotFoundError:
+      out[p] = None
+  return out
+
+
+def make_propagator(a):
+  if a.propagator == "flow":
+    from sam2_bridge.propagators import FlowPropagator
+    prop = FlowPropagator()
+    digest = hashlib.sha256(json.dumps(prop.params(), sort_keys=True).encode()).hexdigest()
+    return prop, digest
+  if a.propagator == "sam2":
+    from sam2_bridge.sam2_propagator import SAM2Propagator
+    prop = SAM2Propagator(a.sam2_config, a.sam2_checkpoint, image_size=a.image_size,
+                          device=a.device, seed=a.seed)
+    digest = (cache_schema.checkpoint_digest(a.sam2_checkpoint) if a.sam2_checkpoint
+              else f"random-weights-seed{a.seed}")
+    return prop, digest
+  raise SystemExit(f"unknown propagator {a.propagator!r}; expected flow or sam2")
+
+
+def _jobs(a, needs_probs: bool):
+  """(video path, probs path or None, out path) for a single video or an export folder."""
+  if a.export_dir:
+    if not a.out_dir:
+      raise SystemExit("--export-dir needs --out-dir")
+    root = Path(a.export_dir)
+    vids = sorted(d for d in root.iterdir() if (d / "frames.npy").is_file()) if root.is_dir() else []
+    if not vids:
+      raise SystemExit(f"{root}: no <video>/frames.npy inside (write it with `ttt-jax export`)")
+    return [(v / "frames.npy", v / "iss_probs.npy" if needs_probs else None,
+             Path(a.out_dir) / f"{v.name}.npz") for v in vids]
+  if not a.video or not a.out or (needs_probs and not a.probs):
+    raise SystemExit("give --video, --out" + (" and --probs" if needs_probs else "") + ", or --export-dir")
+  return [(Path(a.video), Path(a.probs) if needs_probs else None, Path(a.out))]
+
+
+def _load_probs(path: Path) -> np.ndarray:
+  if not path.is_file():
+    raise FileNotFoundError(f"ISS probabilities {path} do not exist")
+  return np.load(path, allow_pickle=False)
+
+
+def cmd_targets(a):
+  from sam2_bridge.targets import PromptConfig, ditta_targets, zero_shot_targets
+  jobs = _jobs(a, needs_probs=True)
+  pcfg = PromptConfig(threshold=a.threshold, dilate=a.dilate, max_objects=a.max_objects)
+  prop, digest = make_propagator(a)  # builds/loads SAM2 (checks config and checkpoint first)
+  for video, probs_path, out in jobs:
+    if a.export_dir and out.exists():
+      print(f"{out} exists, skipped")
+      continue
+    frames = read_video(video)
+    probs = _load_probs(probs_path)
+    if a.mode == "ditta":
+      arrays = ditta_targets(prop, frames, probs, pcfg)
+    else:
+      arrays = zero_shot_targets(prop, frames, probs[0] if probs.ndim == 4 else probs, pcfg)
+    secs = float(arrays.pop("seconds"))
+    params = {"mode": a.mode, "prompts": vars(pcfg), "propagator": prop.params(),
+              "num_frames": int(arrays["masks"].shape[0]), "seconds": secs,
+              "probs_digest": cache_schema.video_digest(probs)}
+    cache_schema.write_cache(out, "masks", arrays, video_digest=cache_schema.video_digest(frames),
+                             teacher=prop.name, teacher_digest=digest, params=params, versions=versions())
+    print(f"wrote {out}: {arrays['masks'].shape[1]} objects on {arrays['masks'].shape[0]} frames "
+          f"({secs:.1f} s, {prop.name})")
+
+
+def cmd_features(a):
+  from sam2_bridge.features import extract_features, load_dinov2
+  jobs = _jobs(a, needs_probs=False)
+  model = load_dinov2(a.model, a.device)
+  digest = cache_schema.checkpoint_digest(a.model)
+  size = tuple(a.size) if a.size else None
+  for video, _, out in jobs:
+    if a.export_dir and out.exists():
+      print(f"{out} exists, skipped")
+      continue
+    frames = read_video(video)
+    feats, secs = extract_features(model, frames, size=size, batch=a.batch)
+    cache_schema.write_cache(out, "features", {"features": feats},
+                             video_digest=cache_schema.video_digest(frames), teacher="dinov2",
+                             teacher_digest=digest, params={"size": size, "seconds": secs},
+                             versions=versions())
+    print(f"wrote {out}: features {feats.shape} ({secs:.1f} s)")
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="sam2-bridge", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+  sub = p.add_subparsers(dest="cmd", required=True)
+  for name, fn in (("targets", cmd_targets), ("features", cmd_features)):
+    s = sub.add_parser(name)
+    s.add_argument("--video")
+    s.add_argument("--out")
+    s.add_argument("--export-dir")
+    s.add_argument("--out-dir")
+    s.add_argument("--device", default="cpu")
+    s.set_defaults(fn=fn)
+    if name == "targets":
+      s.add_argument("--probs")
+      s.add_argument("--mode", choices=("ditta", "zero_shot"), default="ditta")
+      s.add_argument("--propagator", choices=("flow", "sam2"), default="flow")
+      s.add_argument("--sam2-config", default="configs/sam2.1/sam2.1_hiera_l.yaml")
+      s.add_argument("--sam2-checkpoint", help="omit for random weights (tests only)")
+      s.add_argument("--image-size", type=int, default=1024)
+      s.add_argument("--seed", type=int, default=0)
+      s.add_argument("--threshold", type=float, default=0.8)
+      s.add_argument("--dilate", type=int, default=5)
+      s.add_argument("--max-objects", type=int, default=100)
+    else:
+      s.add_argument("--model", required=True, help="local DINOv2 folder (save_pretrained layout)")
+      s.add_argument("--size", type=int, nargs=2, metavar=("H", "W"))
+      s.add_argument("--batch", type=int, default=8)
+  return p
+
+
+def main(argv=None):
+  a = parser().parse_args(argv)
+  try:
+    a.fn(a)
+  except (FileNotFoundError, ValueError) as e:
+    print(f"sam2-bridge {a.cmd}: error: {e}", file=sys.stderr)
+    raise SystemExit(2) from e
+
+
+if __name__ == "__main__":
+  main()

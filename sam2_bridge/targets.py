@@ -1,0 +1,178 @@
+"""DiTTA's distillation targets: prompt sampling and bidirectional propagation.
+
+Given a video's warm-up frames and the image model's (ISS) class probabilities on
+them, the reference (METHODS.md, DiTTA) builds object masks as follows:
+
+- forward, frame by frame: for each predicted class, in order of peak reliability
+  R = 1 - E / max(E) (E the per-pixel entropy), one positive point at the first
+  pixel (row-major) reaching that peak; used only if the peak >= `threshold` and,
+  after frame 0, not inside the union of the current tracks dilated `dilate` times;
+  at most one prompt per class per frame and `max_objects` per video. A frame that
+  adds prompts resets the propagator, re-seeds the existing objects from their
+  propagated masks, adds the new points, then propagation goes on one frame;
+- backward: reset, replay the same prompts, propagate in reverse from the last
+  prompted frame to frame 0;
+- the two passes are merged by a per-frame union.
+
+`zero_shot_targets` is the zero-shot refinement baseline: first-frame prompts
+propagated forward through the whole video.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PromptConfig:
+  threshold: float = 0.8     # minimum peak reliability of a prompt
+  dilate: int = 5            # 3x3 dilations of the current tracks that block new prompts
+  max_objects: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class Prompt:
+  frame: int
+  obj_id: int
+  x: int
+  y: int
+  cls: int
+  score: float               # the peak reliability that placed it
+
+
+def reliability(probs_HWC: np.ndarray) -> np.ndarray:
+  """R = 1 - E / max(E) over the image; E the entropy of the class probabilities."""
+  p = np.clip(probs_HWC.astype(np.float64), 1e-12, 1.0)
+  e = -(p * np.log(p)).sum(-1)
+  m = e.max()
+  return (1.0 - e / m if m > 0 else np.ones_like(e)).astype(np.float32)
+
+
+def check_probs(frames_THWC, probs_THWC, num_prompt_frames: int):
+  """Clear errors before propagation: probability count and size against the frames."""
+  p = np.asarray(probs_THWC)
+  if p.ndim != 4:
+    raise ValueError(f"ISS probabilities must be T x H x W x C, got shape {p.shape}")
+  if len(p) != num_prompt_frames:
+    raise ValueError(f"got ISS probabilities for {len(p)} frames, expected {num_prompt_frames} "
+                     f"(the warm-up frames of this {len(frames_THWC)}-frame video)")
+  if p.shape[1:3] != frames_THWC.shape[1:3]:
+    raise ValueError(f"ISS probabilities are {p.shape[1]} x {p.shape[2]}, the frames "
+                     f"{frames_THWC.shape[1]} x {frames_THWC.shape[2]}; export them at frame size")
+  if not np.isfinite(p).all():
+    raise ValueError("ISS probabilities contain NaN or infinite values")
+
+
+def sample_prompts(probs_HWC, blocked_HW, frame: int, first_id: int, room: int,
+                   cfg: PromptConfig) -> list[Prompt]:
+  """At most one prompt per predicted class on one frame (see the module docstring)."""
+  rel = reliability(probs_HWC)
+  pred = probs_HWC.argmax(-1)
+  peaks = []
+  for c in np.unique(pred):
+    r = np.where(pred == c, rel, -1.0)
+    peak = r.max()
+    flat = int(np.argmax(r.reshape(-1) >= peak))  # first pixel reaching the peak
+    peaks.append((float(peak), int(c), flat))
+  out = []
+  for peak, c, flat in sorted(peaks, key=lambda t: (-t[0], t[1])):
+    if peak < cfg.threshold or len(out) >= room:
+      break
+    y, x = divmod(flat, pred.shape[1])
+    if blocked_HW is not None and blocked_HW[y, x]:
+      continue
+    out.append(Prompt(frame, first_id + len(out), x, y, c, peak))
+  return out
+
+
+def _hint(probs_HWC, p: Prompt):
+  """The connected region of the prompt's class under the point (used by the flow propagator)."""
+  import cv2
+  region = (probs_HWC.argmax(-1) == p.cls).astype(np.uint8)
+  _, comp = cv2.connectedComponents(region, connectivity=8)
+  return comp == comp[p.y, p.x]
+
+
+def _add(prop, p: Prompt, probs_HWC):
+  prop.add_points(p.frame, p.obj_id, np.array([[p.x, p.y]], np.float32), np.array([1], np.int32),
+                  hint_mask=_hint(probs_HWC, p))
+
+
+def _dilated(masks, n):
+  import cv2
+  if not masks:
+    return None
+  u = np.any(np.stack(list(masks)), 0).astype(np.uint8)
+  return cv2.dilate(u, np.ones((3, 3), np.uint8), iterations=n).astype(bool) if n > 0 else u.astype(bool)
+
+
+def _pack(per_frame: list[dict], prompts: list[Prompt], shape_HW, extra: dict) -> dict:
+  n = len(prompts)
+  masks = np.zeros((len(per_frame), n, *shape_HW), bool)
+  for t, d in enumerate(per_frame):
+    for o, m in d.items():
+      masks[t, o] |= m
+  return {
+      "masks": masks, "object_ids": np.arange(n, dtype=np.int32),
+      "prompt_frames": np.array([p.frame for p in prompts], np.int32),
+      "prompt_points": np.array([[p.x, p.y] for p in prompts], np.float32).reshape(n, 2),
+      "prompt_classes": np.array([p.cls for p in prompts], np.int32),
+      "prompt_scores": np.array([p.score for p in prompts], np.float32), **extra}
+
+
+def ditta_targets(prop, frames_THWC, probs_WHWC, cfg: PromptConfig = PromptConfig()) -> dict:
+  """Object masks of the `W` warm-up frames, `W = len(probs)`; returns cache arrays."""
+  frames = np.asarray(frames_THWC)
+  w = len(probs_WHWC)
+  check_probs(frames, probs_WHWC, w)
+  t0 = time.perf_counter()
+  prop.start(frames[:w])
+  prompts: list[Prompt] = []
+  fwd = [dict() for _ in range(w)]
+  cur: dict[int, np.ndarray] = {}
+  for t in range(w):
+    new = sample_prompts(probs_WHWC[t], _dilated(cur.values(), cfg.dilate) if t > 0 else None, t,
+                         len(prompts), cfg.max_objects - len(prompts), cfg)
+    if new:
+      prop.reset()
+      for o, m in cur.items():
+        prop.add_mask(t, o, m)
+      for p in new:
+        _add(prop, p, probs_WHWC[t])
+      prompts += new
+    if not prompts:
+      continue
+    for f, ids, masks in prop.propagate(t, max_frames=1 if t + 1 < w else 0):
+      d = dict(zip(ids, masks))
+      if f == t:
+        fwd[t] = d
+      elif f == t + 1:
+        cur = d
+  bwd = [dict() for _ in range(w)]
+  if prompts:
+    prop.reset()
+    for p in prompts:
+      _add(prop, p, probs_WHWC[p.frame])
+    for f, ids, masks in prop.propagate(max(p.frame for p in prompts), reverse=True):
+      bwd[f] = dict(zip(ids, masks))
+  merged = [{**a, **{o: m | a[o] if o in a else m for o, m in b.items()}} for a, b in zip(fwd, bwd)]
+  return _pack(merged, prompts, frames.shape[1:3],
+               {"seconds": np.float64(time.perf_counter() - t0)})
+
+
+def zero_shot_targets(prop, frames_THWC, probs0_HWC, cfg: PromptConfig = PromptConfig()) -> dict:
+  """First-frame prompts propagated forward through every frame; returns cache arrays."""
+  frames = np.asarray(frames_THWC)
+  check_probs(frames, np.asarray(probs0_HWC)[None], 1)
+  t0 = time.perf_counter()
+  prop.start(frames)
+  prompts = sample_prompts(probs0_HWC, None, 0, 0, cfg.max_objects, cfg)
+  per = [dict() for _ in range(len(frames))]
+  if prompts:
+    for p in prompts:
+      _add(prop, p, probs0_HWC)
+    for f, ids, masks in prop.propagate(0):
+      per[f] = dict(zip(ids, masks))
+  return _pack(per, prompts, frames.shape[1:3], {"seconds": np.float64(time.perf_counter() - t0)})

@@ -1,0 +1,51 @@
+"""`ttt-jax export`: what the bridge needs to build DiTTA targets, per video.
+
+    EXPORT/<video_id>/frames.npy     uint8 T x H x W x 3 (the frames the run will see)
+    EXPORT/<video_id>/iss_probs.npy  float32 W x H x W x C, the source (ISS) model's
+                                     class probabilities on the W warm-up frames
+
+Each file is written atomically; existing videos are skipped (resume).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ttt_jax.data.datasets import load_videos
+from ttt_jax.engine.schedule import warmup_frames
+from ttt_jax.methods.ditta import iss_probs_fn
+from ttt_jax.methods.model_source import load_source_model
+from ttt_jax.methods.segformer_task import SegTask, check_frame_size
+from ttt_jax.methods.video_run import atomic_write_bytes
+
+
+def _save_npy(path: Path, a: np.ndarray):
+  buf = io.BytesIO()
+  np.save(buf, a)
+  atomic_write_bytes(path, buf.getvalue())
+
+
+def export(config, out_dir, *, progress: bool = True) -> list[str]:
+  """Writes frames and warm-up ISS probabilities of every video; returns the video ids."""
+  out = Path(out_dir)
+  d, m = config.data, config.method
+  variables, model_cfg, _ = load_source_model(config.model, num_classes=d.num_classes)
+  task = SegTask(model_cfg)
+  probs = iss_probs_fn(task, variables)
+  ids = []
+  for vid, frames, _ in tqdm(load_videos(d), desc="export", disable=not progress, unit="video"):
+    ids.append(vid)
+    vdir = out / vid
+    if (vdir / "iss_probs.npy").is_file() and (vdir / "frames.npy").is_file():
+      continue
+    check_frame_size(model_cfg, *frames.shape[1:3], what=f"video {vid}")
+    vdir.mkdir(parents=True, exist_ok=True)
+    w = warmup_frames(len(frames), m.warmup_fraction)
+    _save_npy(vdir / "frames.npy", np.ascontiguousarray(frames, np.uint8))
+    _save_npy(vdir / "iss_probs.npy", probs(frames[:w]).astype(np.float32))
+  if not ids:
+    raise ValueError(f"dataset {d.name!r} yielded no videos")
+  return ids
