@@ -126,6 +126,9 @@ def ditta_targets(prop, frames_THWC, probs_WHWC, cfg: PromptConfig = PromptConfi
   """Object masks of the `W` warm-up frames, `W = len(probs)`; returns cache arrays."""
   frames = np.asarray(frames_THWC)
   w = len(probs_WHWC)
+  if not 1 <= w <= len(frames):
+    raise ValueError(f"got ISS probabilities for {w} frames; expected those of the warm-up frames "
+                     f"(1 to {len(frames)} of this video)")
   check_probs(frames, probs_WHWC, w)
   t0 = time.perf_counter()
   prop.start(frames[:w])

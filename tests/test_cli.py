@@ -74,3 +74,23 @@ def test_every_video_config_has_the_required_keys():
       node = c
       for part in k.split("."):
         node = node[part]
+
+
+def test_ditta_config_end_to_end_through_the_commands(tmp_path):
+  """`ttt-jax export`, `sam2-bridge targets` (flow), `ttt-jax run configs/ditta_w50.py`."""
+  import subprocess
+  import sys
+  from tests.methods.test_ditta import TINY
+  over = [f"{k}={v}" for k, v in TINY.items()]
+  exp, tgt = tmp_path / "export", tmp_path / "targets"
+  assert main(["export", "configs/ditta_w50.py", *over, "--out", str(exp), "--quiet"]) in (0, None)
+  r = subprocess.run([sys.executable, "-m", "sam2_bridge.cli", "targets", "--export-dir", str(exp),
+                      "--out-dir", str(tgt)], capture_output=True, text=True)
+  assert r.returncode == 0, r.stderr
+  assert len(list(tgt.glob("*.npz"))) == 2
+  out = tmp_path / "run"
+  assert main(["run", "configs/ditta_w50.py", *over, f"method.targets_dir={tgt}", "--out", str(out),
+               "--quiet"]) in (0, None)
+  res = json.loads((out / "results.json").read_text())
+  assert res["method"] == "ditta" and res["evaluated"] == "frames after the warm-up"
+  assert res["skipped_updates"] == 0 and np.isfinite(res["metrics"]["miou"])

@@ -93,7 +93,9 @@ class Accumulator:
 
   def summary(self) -> dict:
     m = iou_from_confusion(self.cm)
-    mvc = lambda k: float(np.nanmean([v[k] for v in self.videos.values()])) if self.videos else float("nan")
+    def mvc(k):  # videos too short for a window have NaN and are left out
+      vals = [v[k] for v in self.videos.values() if not np.isnan(v[k])]
+      return float(np.mean(vals)) if vals else float("nan")
     frames = sum(v["frames"] for v in self.videos.values())
     # The video-TTT paper's number: per-frame mIoU averaged over a video, videos weighted by length.
     fw = (sum(v["frame_miou_mean"] * v["frames"] for v in self.videos.values()) / frames

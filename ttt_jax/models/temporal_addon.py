@@ -13,38 +13,24 @@ import jax
 import jax.numpy as jnp
 
 
-_NEG = -1e30  # finite "minus infinity": exp(m - m_new) stays defined for all-masked prefixes
-
-
 def local_window_attention(q_NHWD, k_NHWD, v_NHWC, radius: int) -> jax.Array:
   """out[p] = sum_o softmax_o(q[p] . k[p+o]) v[p+o] over offsets |o| <= radius.
 
-  Memory stays O(H W (D + C)): a scan over the (2r+1)^2 offsets with a running
-  (online) softmax, rematerialised in the backward pass.
+  Unrolled over the (2r+1)^2 static offsets: each offset's score is an `N, H, W`
+  map, so memory stays O(H W ((2r+1)^2 + D + C)) and XLA fuses shift, product and
+  sum (a scan over offsets with dynamic slices was 5x slower on CPU).
   """
   n, h, w, _ = q_NHWD.shape
   r = radius
-  pad = lambda x, v=0.0: jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)), constant_values=v)
+  pad = lambda x: jnp.pad(x, ((0, 0), (r, r), (r, r), (0, 0)))
   kp, vp = pad(k_NHWD), pad(v_NHWC)
-  valid = pad(jnp.ones((1, h, w, 1), q_NHWD.dtype))
-  side = 2 * r + 1
-  offsets = jnp.stack(jnp.meshgrid(jnp.arange(side), jnp.arange(side), indexing="ij"), -1).reshape(-1, 2)
-
-  @jax.checkpoint
-  def body(carry, off):
-    m, l, acc = carry
-    sl = lambda x: jax.lax.dynamic_slice(x, (0, off[0], off[1], 0), (x.shape[0], h, w, x.shape[3]))
-    ok = sl(valid)[..., 0] > 0
-    s = jnp.where(ok, jnp.sum(q_NHWD * sl(kp), -1), _NEG)
-    m_new = jnp.maximum(m, s)
-    scale = jnp.exp(m - m_new)
-    p = jnp.where(ok, jnp.exp(s - m_new), 0.0)
-    return (m_new, l * scale + p, acc * scale[..., None] + p[..., None] * sl(vp)), None
-
-  init = (jnp.full((n, h, w), _NEG, q_NHWD.dtype), jnp.zeros((n, h, w), q_NHWD.dtype),
-          jnp.zeros(v_NHWC.shape, v_NHWC.dtype))
-  (_, l, acc), _ = jax.lax.scan(body, init, offsets)
-  return acc / l[..., None]
+  valid = pad(jnp.ones((1, h, w, 1), bool))[..., 0]
+  offs = [(dy, dx) for dy in range(2 * r + 1) for dx in range(2 * r + 1)]
+  scores = jnp.stack([jnp.where(valid[:, dy:dy + h, dx:dx + w],
+                                jnp.sum(q_NHWD * kp[:, dy:dy + h, dx:dx + w], -1), -jnp.inf)
+                      for dy, dx in offs], -1)
+  attn = jax.nn.softmax(scores, -1)  # the centre offset is always valid: no all -inf row
+  return sum(attn[..., i, None] * vp[:, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offs))
 
 
 class MLP2(nn.Module):

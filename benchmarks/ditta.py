@@ -1,0 +1,202 @@
+"""DiTTA on the synthetic benchmark: warm-up 10% and 50%, baselines, ablation, speed.
+
+  python benchmarks/ditta.py                    # held-out seeds 2000 3000 4000 x 4 videos x 48 frames
+  python benchmarks/ditta.py --seeds 2000 --videos 2 --no-cotta          # quick look
+  python benchmarks/ditta.py --sam2-time        # also time SAM2 Hiera-tiny propagation (random weights)
+
+Per warm-up and method: mIoU, wIoU, mVC8, mVC16 (mean +- std over seeds, frames
+after the warm-up only) and frames/s. Targets come from the optical-flow
+propagator (no weights here); the one-time cost of building them (ISS
+probabilities + propagation) is reported per frame. Frozen-inference speed is
+timed by running each model predict-only: DiTTA (plain + add-on fusion) against
+the ISS model, and zero-shot refinement as ISS + propagation of every frame.
+
+DiTTA rows: `ditta` uses this benchmark's settings (lr 1e-4, add-on radius 1: the
+frames are 64 px, so the decoder grid is 16 x 16 and the reference's 11 x 11 window
+would span most of it; both chosen on seed 1000, which is not evaluated here);
+`ditta_ref` the reference settings (lr 1e-3, radius 5). Ablation rows follow the
+paper: without distillation targets the model's own predictions are the targets.
+Writes benchmarks/results/ditta.json.
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from sam2_bridge import cache_schema
+from sam2_bridge.propagators import FlowPropagator
+from sam2_bridge.targets import ditta_targets, zero_shot_targets
+from ttt_jax import compile_cache
+from ttt_jax.methods.defaults import ditta_config
+from ttt_jax.methods.ditta_export import export
+from ttt_jax.data.datasets import load_videos
+from ttt_jax.methods.model_source import load_source_model
+from ttt_jax.methods.video_run import VideoRunner, run, versions, write_json
+
+TUNED = {"method.lr": 1e-4, "method.ditta_radius": 1}
+REFERENCE = {"method.lr": 1e-3, "method.ditta_radius": 5}
+ABLATION = {"addon_only": dict(addon=True, distill=False, contrast=False),
+            "distill_only": dict(addon=False, distill=True, contrast=False),
+            "contrast_only": dict(addon=False, distill=False, contrast=True)}
+
+
+def _set(c, over):
+  for k, v in over.items():
+    node = c
+    *parents, leaf = k.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = v
+  return c
+
+
+def build_targets(export_dir: Path, out_dir: Path, mode: str) -> float:
+  """Flow targets for every exported video; returns propagation seconds in all."""
+  secs = 0.0
+  for vdir in sorted(export_dir.iterdir()):
+    frames = np.load(vdir / "frames.npy")
+    probs = np.load(vdir / "iss_probs.npy")
+    prop = FlowPropagator()
+    arrays = (ditta_targets(prop, frames, probs) if mode == "ditta" else zero_shot_targets(prop, frames, probs[0]))
+    s = float(arrays.pop("seconds"))
+    secs += s
+    cache_schema.write_cache(out_dir / f"{vdir.name}.npz", "masks", arrays,
+                             video_digest=cache_schema.video_digest(frames), teacher=prop.name,
+                             teacher_digest="flow", params={"mode": mode, "seconds": s}, versions={})
+  return secs
+
+
+def metrics(r):
+  return {**{k: r["metrics"][k] for k in ("miou", "wiou", "mvc8", "mvc16")}, "fps": r["fps"],
+          "seconds": r["seconds"], "frames": r["frames"]}
+
+
+def agg(runs):
+  out = {}
+  for k in ("miou", "wiou", "mvc8", "mvc16", "fps"):
+    v = np.array([r[k] for r in runs])
+    out[k], out[k + "_std"] = float(v.mean()), float(v.std(ddof=1) if len(v) > 1 else 0.0)
+  out["per_seed_miou"] = [r["miou"] for r in runs]
+  out["per_seed_mvc8"] = [r["mvc8"] for r in runs]
+  return out
+
+
+def predict_fps(cfg, repeats: int = 3) -> float:
+  """Frames/s of a predict-only config on its first video: median of warm runs."""
+  variables, model_cfg, _ = load_source_model(cfg.model, num_classes=cfg.data.num_classes)
+  runner = VideoRunner(cfg, variables, model_cfg)
+  vid, frames, _ = next(iter(load_videos(cfg.data)))
+  runner.run_one(frames, 0, video_id=vid)  # compile and warm up
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    runner.run_one(frames, 0, video_id=vid)
+    times.append(time.perf_counter() - t0)
+  return len(frames) / float(np.median(times))
+
+
+def sam2_time(frames, probs0, image_size):
+  from sam2_bridge.sam2_propagator import SAM2Propagator
+  prop = SAM2Propagator("configs/sam2.1/sam2.1_hiera_t.yaml", None, image_size=image_size)
+  a = zero_shot_targets(prop, frames, probs0)
+  return float(a["seconds"]) / len(frames), int(a["masks"].shape[1])
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--seeds", type=int, nargs="+", default=[2000, 3000, 4000])
+  p.add_argument("--videos", type=int, default=4)
+  p.add_argument("--frames", type=int, default=48)
+  p.add_argument("--warmups", type=float, nargs="+", default=[0.1, 0.5])
+  p.add_argument("--no-cotta", action="store_true")
+  p.add_argument("--sam2-time", action="store_true")
+  p.add_argument("--sam2-size", type=int, default=256)
+  p.add_argument("--json", default="benchmarks/results/ditta.json")
+  a = p.parse_args(argv)
+  compile_cache.enable()
+  data = {"data.num_videos": a.videos, "data.num_frames": a.frames}
+  rows: dict[str, dict] = {}
+  costs = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    tmp = Path(tmp)
+    per: dict[str, list] = {}
+    for seed in a.seeds:
+      zs_dir = tmp / f"zs_{seed}"
+      for w in a.warmups:
+        tag = f"w{int(w * 100)}"
+        base = lambda **kw: _set(ditta_config(warmup=w, **kw), {**data, "data.seed": seed})
+        exp = tmp / f"export_{tag}_{seed}"
+        export(base(), exp, progress=False)
+        tgt = tmp / f"targets_{tag}_{seed}"
+        t_prop = build_targets(exp, tgt, "ditta")
+        if not zs_dir.exists():
+          t_zs = build_targets(exp, zs_dir, "zero_shot")
+          costs.setdefault("zero_shot_propagation_s", []).append(t_zs)
+        n_warm = sum(len(np.load(v / "iss_probs.npy", mmap_mode="r")) for v in exp.iterdir())
+        costs.setdefault(f"{tag}_flow_s_per_warmup_frame", []).append(t_prop / n_warm)
+
+        def go(name, cfg, out):
+          per.setdefault(f"{tag}/{name}", []).append(metrics(run(cfg, tmp / out, progress=False)))
+
+        # Baselines; their predictions do not depend on the warm-up, only the scored frames
+        # do, so later warm-ups reuse the saved predictions (run() resumes) and rescore.
+        go("iss", base(objective="none", name="iss"), f"iss_{seed}")
+        if not a.no_cotta:
+          go("cotta", base(objective="cotta", name="cotta"), f"cotta_{seed}")
+        go("zero_shot_flow", base(objective="zero_shot", name="zero_shot", targets_dir=str(zs_dir)), f"zs_{seed}")
+        go("ditta", _set(base(targets_dir=str(tgt)), TUNED), f"ditta_{tag}_{seed}")
+        go("ditta_ref", _set(base(targets_dir=str(tgt)), REFERENCE), f"ditta_ref_{tag}_{seed}")
+        for name, flags in ABLATION.items():
+          go(name, _set(base(targets_dir=str(tgt), **flags), TUNED), f"{name}_{tag}_{seed}")
+    # Frozen inference speed: DiTTA's predict path (plain + add-on + fusion) vs the ISS model.
+    speed_data = {**data, "data.seed": a.seeds[0]}
+    fps_iss = predict_fps(_set(ditta_config(objective="none", name="iss"), speed_data))
+    fps_ditta = predict_fps(_set(ditta_config(distill=False), {**speed_data, **TUNED, "method.mode": "none"}))
+    fps_ditta_ref = predict_fps(_set(ditta_config(distill=False), {**speed_data, **REFERENCE, "method.mode": "none"}))
+    for k, runs in per.items():
+      rows[k] = agg(runs)
+    frames0, probs0 = None, None
+    if a.sam2_time:
+      v = sorted((tmp / f"export_w{int(a.warmups[0] * 100)}_{a.seeds[0]}").iterdir())[0]
+      frames0, probs0 = np.load(v / "frames.npy"), np.load(v / "iss_probs.npy")[0]
+      costs["sam2_tiny_s_per_frame"], costs["sam2_objects"] = sam2_time(frames0, probs0, a.sam2_size)
+  costs = {k: (float(np.mean(v)) if isinstance(v, list) else v) for k, v in costs.items()}
+  tot_frames = a.videos * a.frames * len(a.seeds)
+  # Zero-shot refinement per frame = the ISS forward + propagating that frame.
+  zs_fps = 1.0 / (1.0 / fps_iss + costs["zero_shot_propagation_s"] * len(a.seeds) / tot_frames)
+  ratios = {"iss_fps": fps_iss, "ditta_frozen_fps": fps_ditta, "ditta_ref_frozen_fps": fps_ditta_ref,
+            "zero_shot_flow_fps": zs_fps, "ditta_over_iss": fps_ditta / fps_iss,
+            "ditta_ref_over_iss": fps_ditta_ref / fps_iss, "ditta_over_zero_shot_flow": fps_ditta / zs_fps,
+            "iss_probs_s_per_frame": 1.0 / fps_iss}
+  if "sam2_tiny_s_per_frame" in costs:
+    zs2 = 1.0 / (1.0 / fps_iss + costs["sam2_tiny_s_per_frame"])
+    ratios.update(zero_shot_sam2_tiny_fps=zs2, ditta_over_zero_shot_sam2_tiny=fps_ditta / zs2)
+  print(f"\nseeds {a.seeds}, {a.videos} videos x {a.frames} frames; frames after the warm-up scored")
+  print(f"{'warm-up/method':28s} {'mIoU':>14s} {'wIoU':>7s} {'mVC8':>14s} {'mVC16':>7s} {'frames/s':>9s}")
+  for k, r in rows.items():
+    print(f"{k:28s} {100 * r['miou']:6.2f} +- {100 * r['miou_std']:4.2f} {100 * r['wiou']:7.2f} "
+          f"{100 * r['mvc8']:6.2f} +- {100 * r['mvc8_std']:4.2f} {100 * r['mvc16']:7.2f} {r['fps']:9.1f}")
+  print("\nspeed (frames/s, predict only, warm):", {k: round(v, 3) for k, v in ratios.items()})
+  print("one-time costs:", {k: round(v, 4) if isinstance(v, float) else v for k, v in costs.items()})
+  findings = {}
+  for w in a.warmups:
+    tag = f"w{int(w * 100)}"
+    d_m = np.array(rows[f"{tag}/ditta"]["per_seed_miou"]) - np.array(rows[f"{tag}/iss"]["per_seed_miou"])
+    d_v = np.array(rows[f"{tag}/ditta"]["per_seed_mvc8"]) - np.array(rows[f"{tag}/iss"]["per_seed_mvc8"])
+    sd = lambda x: float(x.std(ddof=1)) if len(x) > 1 else 0.0
+    findings[tag] = {"ditta_minus_iss_miou": [float(d_m.mean()), sd(d_m)],
+                     "ditta_minus_iss_mvc8": [float(d_v.mean()), sd(d_v)],
+                     "per_seed_miou_delta": d_m.tolist(), "per_seed_mvc8_delta": d_v.tolist()}
+    print(f"{tag}: DiTTA - ISS  mIoU {100 * d_m.mean():+.2f} +- {100 * sd(d_m):.2f}   "
+          f"mVC8 {100 * d_v.mean():+.2f} +- {100 * sd(d_v):.2f}  (points, mean +- std over seeds)")
+  out = write_json(a.json, {"seeds": a.seeds, "videos": a.videos, "frames": a.frames, "rows": rows,
+                            "speed": ratios, "costs": costs, "findings": findings, "versions": versions()})
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()

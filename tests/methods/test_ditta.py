@@ -1,0 +1,137 @@
+"""DiTTA end to end on the tiny model: export, flow targets, warm-up then freeze;
+CoTTA and zero-shot refinement; bad caches."""
+import numpy as np
+import pytest
+
+import jax
+from sam2_bridge import cache_schema
+from sam2_bridge.propagators import FlowPropagator
+from sam2_bridge.targets import ditta_targets, zero_shot_targets
+from ttt_jax.methods.defaults import ditta_config
+from ttt_jax.engine import drivers
+from ttt_jax.engine.schedule import warmup_frames
+from ttt_jax.engine.state import merge_params
+from ttt_jax.methods.ditta_export import export
+from ttt_jax.methods.model_source import load_source_model
+from ttt_jax.methods.video_run import VideoRunner, run
+
+
+# Shared with tests/test_cli.py (the same programs hit the persistent compilation cache).
+TINY = {"data.num_videos": 2, "data.num_frames": 6, "data.height": 32, "data.width": 32,
+        "method.ditta_dim": 16, "method.ditta_radius": 1, "method.warmup_passes": 2}
+
+
+def _config(tmp, objective="ditta", **method):
+  """DiTTA's protocol at a tiny size with the shipped source model: a random model
+  predicts one class everywhere, so every object's class score (1 - share)^0.8 would
+  be 0 and nothing would be painted."""
+  name = {"none": "iss"}.get(objective, objective)
+  c = ditta_config(warmup=0.5, objective=objective, name=name, targets_dir=str(tmp / "targets"))
+  for k, v in TINY.items():
+    sec, key = k.split(".")
+    c[sec][key] = v
+  for k, v in method.items():
+    c.method[k] = v
+  return c
+
+
+@pytest.fixture(scope="module")
+def targets(tmp_path_factory):
+  tmp = tmp_path_factory.mktemp("ditta")
+  c = _config(tmp)
+  ids = export(c, tmp / "export", progress=False)
+  for vid in ids:
+    frames = np.load(tmp / "export" / vid / "frames.npy")
+    probs = np.load(tmp / "export" / vid / "iss_probs.npy")
+    assert probs.shape == (warmup_frames(len(frames), 0.5), 32, 32, 8)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    for sub, fn in (("targets", lambda p: ditta_targets(p, frames, probs)),
+                    ("zs", lambda p: zero_shot_targets(p, frames, probs[0]))):
+      prop = FlowPropagator()
+      a = fn(prop)
+      a.pop("seconds")
+      cache_schema.write_cache(tmp / sub / f"{vid}.npz", "masks", a, video_digest=cache_schema.video_digest(frames),
+                               teacher="flow", teacher_digest="-",
+                               params={"mode": "ditta" if sub == "targets" else "zero_shot"}, versions={})
+  return tmp
+
+
+def test_ditta_adapts_the_head_only_then_predicts_the_same_under_scan_and_stream(targets):
+  c = _config(targets)
+  v, mc, _ = load_source_model(c.model, c.data.num_classes)
+  runner = VideoRunner(c, v, mc)
+  frames = np.load(next((targets / "export").iterdir()) / "frames.npy")
+  vid = next((targets / "export").iterdir()).name
+  lab_scan, st = runner.run_one(frames, 0, video_id=vid)
+  lab_stream, _ = runner.run_one(frames, 0, driver="stream", video_id=vid)
+  np.testing.assert_array_equal(lab_scan, lab_stream)
+  assert st["skipped"] == 0 and lab_scan.shape == frames.shape[:3]
+  # The state after the run: the encoder is untouched, the decode head and add-on moved.
+  packed = runner.prepare(frames, vid)
+  state = runner.state_for(packed[0], 0)
+  final, _ = runner._scan(state, drivers.ticks_for(packed, runner.schedule(len(frames))))
+  before = merge_params(runner.trainable, runner.frozen)["params"]
+  after = merge_params(final.trainable, final.frozen)["params"]
+  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert same(before["encoder"], after["encoder"])
+  assert not same(before["decode_head"], after["decode_head"])
+  assert not same(before["ditta_addon"], after["ditta_addon"])
+  assert not same(runner.frozen["momentum"], final.frozen["momentum"])       # EMA moved
+  assert (packed[..., 6] != 255).any()                                       # painted targets
+  assert bool(final.frozen["ditta_state"]["seen"].any())                     # prototypes built
+
+
+def test_run_scores_only_frames_after_the_warm_up(targets):
+  c = _config(targets)
+  r = run(c, targets / "run_ditta", progress=False)
+  w = warmup_frames(c.data.num_frames, 0.5)
+  assert r["evaluated"] == "frames after the warm-up" and r["skipped_updates"] == 0
+  assert all(pv["frames"] == c.data.num_frames - w for pv in r["per_video"].values())
+
+
+@pytest.mark.parametrize("flags", [dict(ditta_addon=False, ditta_contrast=False),
+                                   dict(ditta_distill=False)])
+def test_ablations_run(targets, flags):
+  r = run(_config(targets, **flags), targets / f"abl_{len(flags)}", progress=False)
+  assert np.isfinite(r["metrics"]["miou"]) and r["skipped_updates"] == 0
+
+
+def test_zero_shot_paints_propagated_classes_over_the_iss(targets):
+  c = _config(targets, "zero_shot")
+  c.method.targets_dir = str(targets / "zs")
+  zs = run(c, targets / "run_zs", progress=False)
+  iss = run(_config(targets, "none"), targets / "run_iss", progress=False)
+  vid = sorted(zs["per_video"])[0]
+  a = np.load(targets / "run_zs" / "predictions" / f"{vid}.npz")["labels"]
+  b = np.load(targets / "run_iss" / "predictions" / f"{vid}.npz")["labels"]
+  cache = np.load(targets / "zs" / f"{vid}.npz")
+  covered = cache["masks"].any(1)
+  np.testing.assert_array_equal(a[~covered], b[~covered])
+  assert covered.any()
+
+
+def test_cotta_runs_and_restores(targets):
+  r = run(_config(targets, "cotta"), targets / "run_cotta", progress=False)
+  assert np.isfinite(r["metrics"]["miou"]) and r["skipped_updates"] == 0
+
+
+def test_bad_caches_are_refused_with_clear_errors(targets, tmp_path):
+  c = _config(targets)
+  c.method.targets_dir = str(tmp_path)
+  v, mc, _ = load_source_model(c.model, c.data.num_classes)
+  runner = VideoRunner(c, v, mc)
+  vids = sorted(p.name for p in (targets / "export").iterdir())
+  frames = np.load(targets / "export" / vids[0] / "frames.npy")
+  with pytest.raises(FileNotFoundError, match="sam2-bridge targets"):
+    runner.prepare(frames, vids[0])
+  import shutil
+  shutil.copy(targets / "targets" / f"{vids[1]}.npz", tmp_path / f"{vids[0]}.npz")   # another video's
+  with pytest.raises(cache_schema.CacheMismatch, match="another video"):
+    runner.prepare(frames, vids[0])
+  shutil.copy(targets / "zs" / f"{vids[0]}.npz", tmp_path / f"{vids[0]}.npz")        # zero-shot, not DiTTA
+  with pytest.raises(cache_schema.CacheMismatch, match="'zero_shot' targets"):
+    runner.prepare(frames, vids[0])
+  c.method.targets_teacher = "sam2:sam2.1_hiera_t"
+  shutil.copy(targets / "targets" / f"{vids[0]}.npz", tmp_path / f"{vids[0]}.npz")
+  with pytest.raises(cache_schema.CacheMismatch, match="teacher 'flow'"):
+    VideoRunner(c, v, mc).prepare(frames, vids[0])
