@@ -76,15 +76,38 @@ def _load_probs(path: Path) -> np.ndarray:
   return np.load(path, allow_pickle=False)
 
 
+def _preflight(video: Path, probs_path: Path, mode: str):
+  """Frame count and size against the probabilities, without reading the arrays."""
+  from sam2_bridge.targets import check_probs
+  probs = _load_probs_header(probs_path)
+  if video.suffix == ".npy" and video.is_file():
+    frames = np.load(video, mmap_mode="r", allow_pickle=False)
+  else:
+    frames = read_video(video)
+  if frames.ndim != 4:
+    raise ValueError(f"video {video}: expected T x H x W x 3 frames, got shape {frames.shape}")
+  w = len(probs) if mode == "ditta" else 1
+  if not 1 <= len(probs) <= len(frames):
+    raise ValueError(f"{probs_path}: ISS probabilities for {len(probs)} frames, the video {video} has "
+                     f"{len(frames)}; expected those of its warm-up frames")
+  check_probs(frames, probs[:w], w)
+
+
+def _load_probs_header(path: Path):
+  if not path.is_file():
+    raise FileNotFoundError(f"ISS probabilities {path} do not exist")
+  return np.load(path, mmap_mode="r", allow_pickle=False)
+
+
 def cmd_targets(a):
   from sam2_bridge.targets import PromptConfig, ditta_targets, zero_shot_targets
   jobs = _jobs(a, needs_probs=True)
   pcfg = PromptConfig(threshold=a.threshold, dilate=a.dilate, max_objects=a.max_objects)
+  jobs = [j for j in jobs if not (a.export_dir and j[2].exists())]  # resume: finished videos stay
+  for video, probs_path, _ in jobs:  # every input checked before any propagation starts
+    _preflight(video, probs_path, a.mode)
   prop, digest = make_propagator(a)  # builds/loads SAM2 (checks config and checkpoint first)
   for video, probs_path, out in jobs:
-    if a.export_dir and out.exists():
-      print(f"{out} exists, skipped")
-      continue
     frames = read_video(video)
     probs = _load_probs(probs_path)
     if a.mode == "ditta":
@@ -103,14 +126,11 @@ def cmd_targets(a):
 
 def cmd_features(a):
   from sam2_bridge.features import extract_features, load_dinov2
-  jobs = _jobs(a, needs_probs=False)
+  jobs = [j for j in _jobs(a, needs_probs=False) if not (a.export_dir and j[2].exists())]
   model = load_dinov2(a.model, a.device)
   digest = cache_schema.checkpoint_digest(a.model)
   size = tuple(a.size) if a.size else None
   for video, _, out in jobs:
-    if a.export_dir and out.exists():
-      print(f"{out} exists, skipped")
-      continue
     frames = read_video(video)
     feats, secs = extract_features(model, frames, size=size, batch=a.batch)
     cache_schema.write_cache(out, "features", {"features": feats},
