@@ -18,7 +18,7 @@ from ttt_jax.methods.video_run import VideoRunner, run
 
 # Shared with tests/test_cli.py (the same programs hit the persistent compilation cache).
 TINY = {"data.num_videos": 2, "data.num_frames": 6, "data.height": 32, "data.width": 32,
-        "method.ditta_dim": 16, "method.ditta_radius": 1, "method.warmup_passes": 2}
+        "method.ditta_dim": 16, "method.ditta_radius": 1, "method.warmup_passes": 2, "method.lr": 1e-4}
 
 
 def _config(tmp, objective="ditta", **method):

@@ -11,7 +11,8 @@ from ttt_jax.methods.video_run import VideoRunner
 from tests.helpers import video
 
 CONFIGS = sorted(p.stem for p in Path("configs").glob("*.py")
-                 if p.stem not in ("smoke", "pretrain_synthetic"))
+                 if p.stem not in ("smoke", "pretrain_synthetic") and not p.stem.startswith("ditta_"))
+DITTA_CONFIGS = sorted(p.stem for p in Path("configs").glob("ditta_*.py"))
 
 
 # The MAE memory variants differ from online_ttt_mae only in StepConfig flags,
@@ -35,6 +36,22 @@ def test_method_config_runs(name):
   labels, stats = runner.run_one(frames, 0)
   assert labels.shape == (4, 32, 32) and labels.min() >= 0 and labels.max() < c.data.num_classes
   assert stats["skipped"] == 0
+
+
+@pytest.mark.parametrize("name", DITTA_CONFIGS)
+def test_ditta_protocol_configs_build(name, tmp_path):
+  """DiTTA's protocol: warm-up then freeze, scored after the warm-up (runs: test_ditta.py, test_cli.py)."""
+  c = load_config_file(f"configs/{name}.py")
+  c.model.checkpoint, c.model.size = "random", "tiny"
+  assert c.method.eval_after_warmup
+  v, mc, _ = load_source_model(c.model, c.data.num_classes)
+  runner = VideoRunner(c, v, mc)
+  s = runner.schedule(20)
+  if c.method.objective == "ditta":
+    w = max(int(20 * c.method.warmup_fraction), 1)
+    assert len(s) == 5 * w + 20 and s.adapt.sum() == 5 * w and s.predict[-20:].all()
+  else:
+    assert len(s) == 20 and s.predict.all()
 
 
 def test_trainable_subsets():
