@@ -99,6 +99,18 @@ def predict_fps(cfg, repeats: int = 3) -> float:
   return len(frames) / float(np.median(times))
 
 
+def speeds(data: dict, repeats: int = 5) -> dict:
+  """Frozen inference: DiTTA's predict path (plain + add-on + fusion), without the add-on,
+  and the ISS model, each predict-only (mode 'none': no update branch compiled)."""
+  frozen = lambda **kw: {**data, **kw, "method.mode": "none"}
+  return {
+      "iss": predict_fps(_set(ditta_config(objective="none", name="iss"), data), repeats),
+      "ditta": predict_fps(_set(ditta_config(distill=False), frozen(**TUNED)), repeats),
+      "ditta_ref": predict_fps(_set(ditta_config(distill=False), frozen(**REFERENCE)), repeats),
+      "ditta_without_addon": predict_fps(_set(ditta_config(distill=False, addon=False), frozen(**TUNED)), repeats),
+  }
+
+
 def sam2_time(frames, probs0, image_size):
   from sam2_bridge.sam2_propagator import SAM2Propagator
   prop = SAM2Propagator("configs/sam2.1/sam2.1_hiera_t.yaml", None, image_size=image_size)
@@ -115,9 +127,15 @@ def main(argv=None):
   p.add_argument("--no-cotta", action="store_true")
   p.add_argument("--sam2-time", action="store_true")
   p.add_argument("--sam2-size", type=int, default=256)
+  p.add_argument("--speed-only", action="store_true", help="only the frozen-inference frames/s")
   p.add_argument("--json", default="benchmarks/results/ditta.json")
   a = p.parse_args(argv)
   compile_cache.enable()
+  if a.speed_only:
+    sp = speeds({"data.num_videos": a.videos, "data.num_frames": a.frames, "data.seed": a.seeds[0]})
+    print("frozen inference, frames/s (warm, predict only):", {k: round(v, 3) for k, v in sp.items()})
+    print(f"wrote {write_json(a.json.replace('.json', '_speed.json'), {'speed': sp, 'versions': versions()})}")
+    return
   data = {"data.num_videos": a.videos, "data.num_frames": a.frames}
   rows: dict[str, dict] = {}
   costs = {}
@@ -152,11 +170,8 @@ def main(argv=None):
         go("ditta_ref", _set(base(targets_dir=str(tgt)), REFERENCE), f"ditta_ref_{tag}_{seed}")
         for name, flags in ABLATION.items():
           go(name, _set(base(targets_dir=str(tgt), **flags), TUNED), f"{name}_{tag}_{seed}")
-    # Frozen inference speed: DiTTA's predict path (plain + add-on + fusion) vs the ISS model.
-    speed_data = {**data, "data.seed": a.seeds[0]}
-    fps_iss = predict_fps(_set(ditta_config(objective="none", name="iss"), speed_data))
-    fps_ditta = predict_fps(_set(ditta_config(distill=False), {**speed_data, **TUNED, "method.mode": "none"}))
-    fps_ditta_ref = predict_fps(_set(ditta_config(distill=False), {**speed_data, **REFERENCE, "method.mode": "none"}))
+    sp = speeds({**data, "data.seed": a.seeds[0]})
+    fps_iss, fps_ditta, fps_ditta_ref = sp["iss"], sp["ditta"], sp["ditta_ref"]
     for k, runs in per.items():
       rows[k] = agg(runs)
     frames0, probs0 = None, None
@@ -168,7 +183,7 @@ def main(argv=None):
   tot_frames = a.videos * a.frames * len(a.seeds)
   # Zero-shot refinement per frame = the ISS forward + propagating that frame.
   zs_fps = 1.0 / (1.0 / fps_iss + costs["zero_shot_propagation_s"] * len(a.seeds) / tot_frames)
-  ratios = {"iss_fps": fps_iss, "ditta_frozen_fps": fps_ditta, "ditta_ref_frozen_fps": fps_ditta_ref,
+  ratios = {"ditta_without_addon_fps": sp["ditta_without_addon"], "iss_fps": fps_iss, "ditta_frozen_fps": fps_ditta, "ditta_ref_frozen_fps": fps_ditta_ref,
             "zero_shot_flow_fps": zs_fps, "ditta_over_iss": fps_ditta / fps_iss,
             "ditta_ref_over_iss": fps_ditta_ref / fps_iss, "ditta_over_zero_shot_flow": fps_ditta / zs_fps,
             "iss_probs_s_per_frame": 1.0 / fps_iss}

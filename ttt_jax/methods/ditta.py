@@ -292,8 +292,9 @@ def build(task: SegTask, m, variables, *, seed: int = 0):
               "ditta_state": {"protos": jnp.zeros((k, m.ditta_dim), jnp.float32),
                               "seen": jnp.zeros((k,), bool)}}
     learner = _ditta_learner(task, m, k)
-    step_cfg = StepConfig(carry_params=True, window=1, steps_per_frame=m.steps_per_frame, batch_size=1,
-                          reset_opt_state=False)
+    # mode 'none' (frozen inference only) compiles no update branch at all.
+    step_cfg = StepConfig(carry_params=True, window=1, batch_size=1, reset_opt_state=False,
+                          steps_per_frame=m.steps_per_frame if m.mode != "none" else 0)
     sched = dict(warmup_fraction=m.warmup_fraction, warmup_passes=m.warmup_passes)
     iss = iss_probs_fn(task, variables)
 
