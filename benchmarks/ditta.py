@@ -27,30 +27,27 @@ from pathlib import Path
 
 import numpy as np
 
-from sam2_bridge import cache_schema
+from sam2_bridge.cli import versions as bridge_versions
 from sam2_bridge.propagators import FlowPropagator
-from sam2_bridge.targets import ditta_targets, zero_shot_targets
+from sam2_bridge.targets import write_targets, zero_shot_targets
+from video_ttt import agg  # benchmarks/ is the script's folder, first on sys.path
 from ttt_jax import compile_cache
-from ttt_jax.methods.defaults import ditta_config
+from ttt_jax.methods.defaults import SYNTHETIC_DITTA, ditta_config
 from ttt_jax.methods.ditta_export import export
 from ttt_jax.data.datasets import load_videos
 from ttt_jax.methods.model_source import load_source_model
 from ttt_jax.methods.video_run import VideoRunner, run, versions, write_json
 
-TUNED = {"method.lr": 1e-4, "method.ditta_radius": 1}
+TUNED = SYNTHETIC_DITTA
 REFERENCE = {"method.lr": 1e-3, "method.ditta_radius": 5}
 ABLATION = {"addon_only": dict(addon=True, distill=False, contrast=False),
             "distill_only": dict(addon=False, distill=True, contrast=False),
             "contrast_only": dict(addon=False, distill=False, contrast=True)}
 
 
-def _set(c, over):
-  for k, v in over.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
+def _set(c, over: dict):
+  """`c` with dotted-key overrides applied."""
+  c.update_from_flattened_dict(over)
   return c
 
 
@@ -58,31 +55,16 @@ def build_targets(export_dir: Path, out_dir: Path, mode: str) -> float:
   """Flow targets for every exported video; returns propagation seconds in all."""
   secs = 0.0
   for vdir in sorted(export_dir.iterdir()):
-    frames = np.load(vdir / "frames.npy")
-    probs = np.load(vdir / "iss_probs.npy")
     prop = FlowPropagator()
-    arrays = (ditta_targets(prop, frames, probs) if mode == "ditta" else zero_shot_targets(prop, frames, probs[0]))
-    s = float(arrays.pop("seconds"))
-    secs += s
-    cache_schema.write_cache(out_dir / f"{vdir.name}.npz", "masks", arrays,
-                             video_digest=cache_schema.video_digest(frames), teacher=prop.name,
-                             teacher_digest="flow", params={"mode": mode, "seconds": s}, versions={})
+    secs += write_targets(out_dir / f"{vdir.name}.npz", prop, prop.teacher_digest(),
+                          np.load(vdir / "frames.npy"), np.load(vdir / "iss_probs.npy"), mode=mode,
+                          versions=bridge_versions())[1]
   return secs
 
 
 def metrics(r):
   return {**{k: r["metrics"][k] for k in ("miou", "wiou", "mvc8", "mvc16")}, "fps": r["fps"],
           "seconds": r["seconds"], "frames": r["frames"]}
-
-
-def agg(runs):
-  out = {}
-  for k in ("miou", "wiou", "mvc8", "mvc16", "fps"):
-    v = np.array([r[k] for r in runs])
-    out[k], out[k + "_std"] = float(v.mean()), float(v.std(ddof=1) if len(v) > 1 else 0.0)
-  out["per_seed_miou"] = [r["miou"] for r in runs]
-  out["per_seed_mvc8"] = [r["mvc8"] for r in runs]
-  return out
 
 
 def predict_fps(cfg, repeats: int = 3) -> float:

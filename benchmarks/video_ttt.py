@@ -31,12 +31,7 @@ def one(name, seed, a, tmp, **over):
   c.data.seed, c.data.num_videos, c.data.num_frames = seed, a.videos, a.frames
   if name == "offline":
     c.method.offline_iters = a.frames
-  for k, v in over.items():
-    node = c
-    *parents, leaf = k.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = v
+  c.update_from_flattened_dict(over)
   tag = "_".join([name, str(seed)] + [f"{k}={v}" for k, v in over.items()])
   r = run(c, Path(tmp) / tag, progress=False)
   return {**{k: r["metrics"][k] for k in ("miou", "wiou", "mvc8", "mvc16")}, "fps": r["fps"]}
@@ -48,6 +43,7 @@ def agg(runs):
     v = np.array([r[k] for r in runs])
     out[k], out[k + "_std"] = float(v.mean()), float(v.std(ddof=1) if len(v) > 1 else 0.0)
   out["per_seed_miou"] = [r["miou"] for r in runs]
+  out["per_seed_mvc8"] = [r["mvc8"] for r in runs]
   return out
 
 

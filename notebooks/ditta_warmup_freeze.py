@@ -31,13 +31,12 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from sam2_bridge import cache_schema
 from sam2_bridge.propagators import FlowPropagator
-from sam2_bridge.targets import ditta_targets
+from sam2_bridge.targets import write_targets
 from ttt_jax.data.synthetic import VideoSpec, make_video
 from ttt_jax.engine.schedule import warmup_frames
 from ttt_jax.methods import ditta_targets as painting
-from ttt_jax.methods.defaults import ditta_config
+from ttt_jax.methods.defaults import SYNTHETIC_DITTA, ditta_config
 from ttt_jax.methods.ditta import iss_probs_fn
 from ttt_jax.methods.model_source import load_source_model
 from ttt_jax.methods.segformer_task import SegTask
@@ -56,7 +55,7 @@ tmp = Path(tempfile.mkdtemp())
 # %%
 frames_THWC, labels_THW, _ = make_video(VideoSpec(seed=2001, num_frames=T, height=H, width=W))
 cfg = ditta_config(warmup=P, targets_dir=str(tmp))
-cfg.method.lr, cfg.method.ditta_radius = 1e-4, 1      # this benchmark's settings (benchmarks/ditta.py)
+cfg.update_from_flattened_dict(SYNTHETIC_DITTA)      # lr 1e-4, add-on radius 1 for 64 px frames
 cfg.data.num_frames, cfg.data.height, cfg.data.width = T, H, W
 variables, model_cfg, _ = load_source_model(cfg.model, num_classes=8)
 n_warm = warmup_frames(T, P)
@@ -68,10 +67,8 @@ print(f"{T} frames, warm-up {n_warm}; probabilities {probs.shape}")
 # class scores and painting (highest score on top; white = ignored).
 
 # %%
-arrays = ditta_targets(FlowPropagator(), frames_THWC, probs)
-arrays.pop("seconds")
-cache_schema.write_cache(tmp / "video.npz", "masks", arrays, video_digest=cache_schema.video_digest(frames_THWC),
-                         teacher="flow", teacher_digest="-", params={"mode": "ditta"}, versions={})
+prop = FlowPropagator()
+arrays, _ = write_targets(tmp / "video.npz", prop, prop.teacher_digest(), frames_THWC, probs, mode="ditta")
 cls_map, obj_map, scores = painting.distillation_targets(arrays["masks"], probs)
 print(f"{arrays['masks'].shape[1]} objects, prompted on frames {arrays['prompt_frames'].tolist()}")
 fig, ax = plt.subplots(3, n_warm, figsize=(2 * n_warm, 6), squeeze=False)

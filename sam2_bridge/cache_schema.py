@@ -20,6 +20,7 @@ asked for, naming both.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -46,6 +47,17 @@ def video_digest(frames_THWC: np.ndarray) -> str:
   h = hashlib.sha256(f"{a.shape}|{a.dtype}".encode())
   h.update(a.tobytes())
   return h.hexdigest()
+
+
+def library_versions(packages) -> dict:
+  """Installed version of each distribution (None if absent), for cache and results metadata."""
+  out = {}
+  for p in packages:
+    try:
+      out[p] = importlib.metadata.version(p)
+    except importlib.metadata.PackageNotFoundError:
+      out[p] = None
+  return out
 
 
 def checkpoint_digest(path) -> str:

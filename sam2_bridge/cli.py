@@ -14,36 +14,26 @@ run skips videos whose cache exists (resume after a kill).
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.metadata
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from sam2_bridge import cache_schema
-from sam2_bridge.video_io import read_video
+from sam2_bridge.video_io import read_video, video_shape
 
 _VERSIONED = ("numpy", "torch", "sam2", "transformers", "opencv-python-headless")
 
 
 def versions() -> dict:
-  out = {}
-  for p in _VERSIONED:
-    try:
-      out[p] = importlib.metadata.version(p)
-    except importlib.metadata.PackageNotFoundError:
-      out[p] = None
-  return out
+  return cache_schema.library_versions(_VERSIONED)
 
 
 def make_propagator(a):
   if a.propagator == "flow":
     from sam2_bridge.propagators import FlowPropagator
     prop = FlowPropagator()
-    digest = hashlib.sha256(json.dumps(prop.params(), sort_keys=True).encode()).hexdigest()
-    return prop, digest
+    return prop, prop.teacher_digest()
   if a.propagator == "sam2":
     from sam2_bridge.sam2_propagator import SAM2Propagator
     prop = SAM2Propagator(a.sam2_config, a.sam2_checkpoint, image_size=a.image_size,
@@ -70,56 +60,36 @@ def _jobs(a, needs_probs: bool):
   return [(Path(a.video), Path(a.probs) if needs_probs else None, Path(a.out))]
 
 
-def _load_probs(path: Path) -> np.ndarray:
+def _load_probs(path: Path, mmap: bool = False) -> np.ndarray:
   if not path.is_file():
     raise FileNotFoundError(f"ISS probabilities {path} do not exist")
-  return np.load(path, allow_pickle=False)
+  return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
 def _preflight(video: Path, probs_path: Path, mode: str):
-  """Frame count and size against the probabilities, without reading the arrays."""
-  from sam2_bridge.targets import check_probs
-  probs = _load_probs_header(probs_path)
-  if video.suffix == ".npy" and video.is_file():
-    frames = np.load(video, mmap_mode="r", allow_pickle=False)
+  """Frame count and size against the probabilities, without reading the video whole."""
+  from sam2_bridge.targets import check_probs, check_warmup_probs
+  probs = _load_probs(probs_path, mmap=True)
+  shape = video_shape(video)
+  if len(shape) != 4:
+    raise ValueError(f"video {video}: expected T x H x W x 3 frames, got shape {shape}")
+  if mode == "ditta":
+    check_warmup_probs(shape, probs)
   else:
-    frames = read_video(video)
-  if frames.ndim != 4:
-    raise ValueError(f"video {video}: expected T x H x W x 3 frames, got shape {frames.shape}")
-  w = len(probs) if mode == "ditta" else 1
-  if not 1 <= len(probs) <= len(frames):
-    raise ValueError(f"{probs_path}: ISS probabilities for {len(probs)} frames, the video {video} has "
-                     f"{len(frames)}; expected those of its warm-up frames")
-  check_probs(frames, probs[:w], w)
-
-
-def _load_probs_header(path: Path):
-  if not path.is_file():
-    raise FileNotFoundError(f"ISS probabilities {path} do not exist")
-  return np.load(path, mmap_mode="r", allow_pickle=False)
+    check_probs(shape, probs[:1], 1)
 
 
 def cmd_targets(a):
-  from sam2_bridge.targets import PromptConfig, ditta_targets, zero_shot_targets
-  jobs = _jobs(a, needs_probs=True)
+  from sam2_bridge.targets import PromptConfig, write_targets
   pcfg = PromptConfig(threshold=a.threshold, dilate=a.dilate, max_objects=a.max_objects)
-  jobs = [j for j in jobs if not (a.export_dir and j[2].exists())]  # resume: finished videos stay
-  for video, probs_path, _ in jobs:  # every input checked before any propagation starts
+  # Resume: finished videos stay; every input is checked before any propagation starts.
+  jobs = [j for j in _jobs(a, needs_probs=True) if not (a.export_dir and j[2].exists())]
+  for video, probs_path, _ in jobs:
     _preflight(video, probs_path, a.mode)
   prop, digest = make_propagator(a)  # builds/loads SAM2 (checks config and checkpoint first)
   for video, probs_path, out in jobs:
-    frames = read_video(video)
-    probs = _load_probs(probs_path)
-    if a.mode == "ditta":
-      arrays = ditta_targets(prop, frames, probs, pcfg)
-    else:
-      arrays = zero_shot_targets(prop, frames, probs[0] if probs.ndim == 4 else probs, pcfg)
-    secs = float(arrays.pop("seconds"))
-    params = {"mode": a.mode, "prompts": vars(pcfg), "propagator": prop.params(),
-              "num_frames": int(arrays["masks"].shape[0]), "seconds": secs,
-              "probs_digest": cache_schema.video_digest(probs)}
-    cache_schema.write_cache(out, "masks", arrays, video_digest=cache_schema.video_digest(frames),
-                             teacher=prop.name, teacher_digest=digest, params=params, versions=versions())
+    arrays, secs = write_targets(out, prop, digest, read_video(video), _load_probs(probs_path),
+                                 mode=a.mode, cfg=pcfg, versions=versions())
     print(f"wrote {out}: {arrays['masks'].shape[1]} objects on {arrays['masks'].shape[0]} frames "
           f"({secs:.1f} s, {prop.name})")
 

@@ -19,6 +19,8 @@ Farneback optical flow (OpenCV), warped backward so every pixel gets a value.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Iterator, Protocol
 
 import numpy as np
@@ -67,6 +69,10 @@ class FlowPropagator:
 
   def params(self) -> dict:
     return {"flood_tolerance": self.flood_tolerance, "farneback": list(self._flow_args)}
+
+  def teacher_digest(self) -> str:
+    """Stands in for a checkpoint digest: sha256 of the flow settings."""
+    return hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()
 
   def start(self, frames_THWC):
     import cv2

@@ -24,6 +24,8 @@ import time
 
 import numpy as np
 
+from sam2_bridge import cache_schema
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PromptConfig:
@@ -50,19 +52,29 @@ def reliability(probs_HWC: np.ndarray) -> np.ndarray:
   return (1.0 - e / m if m > 0 else np.ones_like(e)).astype(np.float32)
 
 
-def check_probs(frames_THWC, probs_THWC, num_prompt_frames: int):
-  """Clear errors before propagation: probability count and size against the frames."""
+def check_probs(frames_shape, probs_THWC, num_prompt_frames: int):
+  """Clear errors before propagation: probability count and size against the frames
+  (`frames_shape` = the video's `(T, H, W, 3)`)."""
   p = np.asarray(probs_THWC)
   if p.ndim != 4:
     raise ValueError(f"ISS probabilities must be T x H x W x C, got shape {p.shape}")
   if len(p) != num_prompt_frames:
     raise ValueError(f"got ISS probabilities for {len(p)} frames, expected {num_prompt_frames} "
-                     f"(the warm-up frames of this {len(frames_THWC)}-frame video)")
-  if p.shape[1:3] != frames_THWC.shape[1:3]:
+                     f"(the warm-up frames of this {frames_shape[0]}-frame video)")
+  if p.shape[1:3] != tuple(frames_shape[1:3]):
     raise ValueError(f"ISS probabilities are {p.shape[1]} x {p.shape[2]}, the frames "
-                     f"{frames_THWC.shape[1]} x {frames_THWC.shape[2]}; export them at frame size")
+                     f"{frames_shape[1]} x {frames_shape[2]}; export them at frame size")
   if not np.isfinite(p).all():
     raise ValueError("ISS probabilities contain NaN or infinite values")
+
+
+def check_warmup_probs(frames_shape, probs_WHWC):
+  """`check_probs` for DiTTA: probabilities of the first W frames, 1 <= W <= T."""
+  w = len(probs_WHWC)
+  if not 1 <= w <= frames_shape[0]:
+    raise ValueError(f"got ISS probabilities for {w} frames; expected those of the warm-up frames "
+                     f"(1 to {frames_shape[0]} of this video)")
+  check_probs(frames_shape, probs_WHWC, w)
 
 
 def sample_prompts(probs_HWC, blocked_HW, frame: int, first_id: int, room: int,
@@ -125,11 +137,8 @@ def _pack(per_frame: list[dict], prompts: list[Prompt], shape_HW, extra: dict) -
 def ditta_targets(prop, frames_THWC, probs_WHWC, cfg: PromptConfig = PromptConfig()) -> dict:
   """Object masks of the `W` warm-up frames, `W = len(probs)`; returns cache arrays."""
   frames = np.asarray(frames_THWC)
+  check_warmup_probs(frames.shape, probs_WHWC)
   w = len(probs_WHWC)
-  if not 1 <= w <= len(frames):
-    raise ValueError(f"got ISS probabilities for {w} frames; expected those of the warm-up frames "
-                     f"(1 to {len(frames)} of this video)")
-  check_probs(frames, probs_WHWC, w)
   t0 = time.perf_counter()
   prop.start(frames[:w])
   prompts: list[Prompt] = []
@@ -168,7 +177,7 @@ def ditta_targets(prop, frames_THWC, probs_WHWC, cfg: PromptConfig = PromptConfi
 def zero_shot_targets(prop, frames_THWC, probs0_HWC, cfg: PromptConfig = PromptConfig()) -> dict:
   """First-frame prompts propagated forward through every frame; returns cache arrays."""
   frames = np.asarray(frames_THWC)
-  check_probs(frames, np.asarray(probs0_HWC)[None], 1)
+  check_probs(frames.shape, np.asarray(probs0_HWC)[None], 1)
   t0 = time.perf_counter()
   prop.start(frames)
   prompts = sample_prompts(probs0_HWC, None, 0, 0, cfg.max_objects, cfg)
@@ -179,3 +188,27 @@ def zero_shot_targets(prop, frames_THWC, probs0_HWC, cfg: PromptConfig = PromptC
     for f, ids, masks in prop.propagate(0):
       per[f] = dict(zip(ids, masks))
   return _pack(per, prompts, frames.shape[1:3], {"seconds": np.float64(time.perf_counter() - t0)})
+
+
+MODES = ("ditta", "zero_shot")
+
+
+def write_targets(path, prop, teacher_digest: str, frames_THWC, probs_WHWC, *, mode: str,
+                  cfg: PromptConfig = PromptConfig(), versions: dict | None = None) -> tuple[dict, float]:
+  """Builds one video's targets (`mode` 'ditta', or 'zero_shot' from the first frame's
+  probabilities) and writes them as a masks cache; returns `(arrays, seconds)`."""
+  if mode not in MODES:
+    raise ValueError(f"unknown targets mode {mode!r}; expected one of {MODES}")
+  frames = np.asarray(frames_THWC)
+  if mode == "ditta":
+    arrays = ditta_targets(prop, frames, probs_WHWC, cfg)
+  else:
+    arrays = zero_shot_targets(prop, frames, probs_WHWC[0], cfg)
+  secs = float(arrays.pop("seconds"))
+  params = {"mode": mode, "prompts": dataclasses.asdict(cfg), "propagator": prop.params(),
+            "num_frames": int(arrays["masks"].shape[0]), "seconds": secs,
+            "probs_digest": cache_schema.video_digest(np.asarray(probs_WHWC))}
+  cache_schema.write_cache(path, "masks", arrays, video_digest=cache_schema.video_digest(frames),
+                           teacher=prop.name, teacher_digest=teacher_digest, params=params,
+                           versions=versions or {})
+  return arrays, secs

@@ -59,13 +59,13 @@ def test_zero_shot_covers_every_frame(clip):
 def test_bad_probabilities_are_refused_before_work(clip):
   frames, _, probs = clip
   with pytest.raises(ValueError, match="expected 3"):
-    check_probs(frames, probs[:2], 3)
+    check_probs(frames.shape, probs[:2], 3)
   with pytest.raises(ValueError, match="frame size"):
-    check_probs(frames, probs[:2, :32], 2)
+    check_probs(frames.shape, probs[:2, :32], 2)
   bad = probs[:2].copy()
   bad[0, 0, 0, 0] = np.nan
   with pytest.raises(ValueError, match="NaN"):
-    check_probs(frames, bad, 2)
+    check_probs(frames.shape, bad, 2)
 
 
 def _cli(*args, cwd=None):

@@ -6,7 +6,7 @@ import pytest
 import jax
 from sam2_bridge import cache_schema
 from sam2_bridge.propagators import FlowPropagator
-from sam2_bridge.targets import ditta_targets, zero_shot_targets
+from sam2_bridge.targets import write_targets
 from ttt_jax.methods.defaults import ditta_config
 from ttt_jax.engine import drivers
 from ttt_jax.engine.schedule import warmup_frames
@@ -27,9 +27,7 @@ def _config(tmp, objective="ditta", **method):
   be 0 and nothing would be painted."""
   name = {"none": "iss"}.get(objective, objective)
   c = ditta_config(warmup=0.5, objective=objective, name=name, targets_dir=str(tmp / "targets"))
-  for k, v in TINY.items():
-    sec, key = k.split(".")
-    c[sec][key] = v
+  c.update_from_flattened_dict(TINY)
   for k, v in method.items():
     c.method[k] = v
   return c
@@ -45,14 +43,8 @@ def targets(tmp_path_factory):
     probs = np.load(tmp / "export" / vid / "iss_probs.npy")
     assert probs.shape == (warmup_frames(len(frames), 0.5), 32, 32, 8)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
-    for sub, fn in (("targets", lambda p: ditta_targets(p, frames, probs)),
-                    ("zs", lambda p: zero_shot_targets(p, frames, probs[0]))):
-      prop = FlowPropagator()
-      a = fn(prop)
-      a.pop("seconds")
-      cache_schema.write_cache(tmp / sub / f"{vid}.npz", "masks", a, video_digest=cache_schema.video_digest(frames),
-                               teacher="flow", teacher_digest="-",
-                               params={"mode": "ditta" if sub == "targets" else "zero_shot"}, versions={})
+    for sub, mode in (("targets", "ditta"), ("zs", "zero_shot")):
+      write_targets(tmp / sub / f"{vid}.npz", FlowPropagator(), "-", frames, probs, mode=mode)
   return tmp
 
 

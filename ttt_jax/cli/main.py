@@ -8,11 +8,15 @@ import sys
 from pathlib import Path
 
 
-def _run(a):
+def _config(a):
+  """CONFIG with its KEY=VALUE overrides, for the config-driven commands."""
   from ttt_jax.cli.config_io import apply_overrides, load_config_file
+  return apply_overrides(load_config_file(a.config), a.overrides)
+
+
+def _run(a):
   from ttt_jax.methods.video_run import run
-  cfg = apply_overrides(load_config_file(a.config), a.overrides)
-  res = run(cfg, a.out, progress=not a.quiet)
+  res = run(_config(a), a.out, progress=not a.quiet)
   m = res["metrics"]
   print(f"{res['method']}: mIoU {100 * m['miou']:.2f}  wIoU {100 * m['wiou']:.2f}  "
         f"mVC8 {100 * m['mvc8']:.2f}  mVC16 {100 * m['mvc16']:.2f}  "
@@ -21,10 +25,8 @@ def _run(a):
 
 
 def _export(a):
-  from ttt_jax.cli.config_io import apply_overrides, load_config_file
   from ttt_jax.methods.ditta_export import export
-  cfg = apply_overrides(load_config_file(a.config), a.overrides)
-  ids = export(cfg, a.out, progress=not a.quiet)
+  ids = export(_config(a), a.out, progress=not a.quiet)
   print(f"exported {len(ids)} videos to {a.out} (next: sam2-bridge targets --export-dir {a.out} "
         f"--out-dir TARGETS)")
 
@@ -35,10 +37,8 @@ def _demo(a):
 
 
 def _pretrain(a):
-  from ttt_jax.cli.config_io import apply_overrides, load_config_file
   from ttt_jax.train.pretrain import pretrain
-  cfg = apply_overrides(load_config_file(a.config), a.overrides)
-  pretrain(cfg, a.out, progress=not a.quiet)
+  pretrain(_config(a), a.out, progress=not a.quiet)
 
 
 def _convert(a):
@@ -71,28 +71,22 @@ def _evaluate(a):
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="ttt-jax", description=__doc__)
   sub = p.add_subparsers(dest="cmd", required=True)
-  r = sub.add_parser("run", help="run a video config: CONFIG [KEY=VALUE ...] --out DIR")
-  r.add_argument("config")
-  r.add_argument("overrides", nargs="*", help="dotted KEY=VALUE, e.g. engine.driver=stream")
-  r.add_argument("--out", required=True)
-  r.add_argument("--quiet", action="store_true")
-  r.set_defaults(fn=_run)
-  x = sub.add_parser("export", help="frames + warm-up ISS probabilities for `sam2-bridge targets`")
-  x.add_argument("config")
-  x.add_argument("overrides", nargs="*")
-  x.add_argument("--out", required=True)
-  x.add_argument("--quiet", action="store_true")
-  x.set_defaults(fn=_export)
+
+  def config_command(name, fn, help):
+    c = sub.add_parser(name, help=help)
+    c.add_argument("config")
+    c.add_argument("overrides", nargs="*", help="dotted KEY=VALUE, e.g. engine.driver=stream")
+    c.add_argument("--out", required=True)
+    c.add_argument("--quiet", action="store_true")
+    c.set_defaults(fn=fn)
+
+  config_command("run", _run, "run a video config: CONFIG [KEY=VALUE ...] --out DIR")
+  config_command("export", _export, "frames + warm-up ISS probabilities for `sam2-bridge targets`")
   d = sub.add_parser("demo", help="the main job on the synthetic benchmark")
   d.add_argument("--out", default="demo_out")
   d.add_argument("--quick", action="store_true", help="fewer, shorter videos")
   d.set_defaults(fn=_demo)
-  t = sub.add_parser("pretrain", help="joint main + reconstruction training on source stills")
-  t.add_argument("config")
-  t.add_argument("overrides", nargs="*")
-  t.add_argument("--out", required=True)
-  t.add_argument("--quiet", action="store_true")
-  t.set_defaults(fn=_pretrain)
+  config_command("pretrain", _pretrain, "joint main + reconstruction training on source stills")
   c = sub.add_parser("convert", help="convert SRC (Hugging Face folder) to a model dir DST")
   c.add_argument("arch")
   c.add_argument("src")

@@ -48,12 +48,11 @@ def pack_frames(frames_THW3, cls_THW=None, obj_THW=None):
   """uint8 `T, H, W, 9`: RGB_t, RGB_{t-1}, class target, object target, has-previous."""
   t, h, w, _ = frames_THW3.shape
   prev = np.concatenate([frames_THW3[:1], frames_THW3[:-1]])
-  full = lambda a: np.full((t, h, w), IGNORE, np.uint8) if a is None else np.asarray(a, np.uint8)
   cls_p = np.full((t, h, w), IGNORE, np.uint8)
   obj_p = np.full((t, h, w), IGNORE, np.uint8)
-  if cls_THW is not None:
-    cls_p[:len(cls_THW)] = full(cls_THW)
-    obj_p[:len(obj_THW)] = full(obj_THW)
+  if cls_THW is not None:  # targets cover the warm-up frames only
+    cls_p[:len(cls_THW)] = cls_THW
+    obj_p[:len(obj_THW)] = obj_THW
   has_prev = np.ones((t, h, w), np.uint8)
   has_prev[0] = 0
   return np.concatenate([frames_THW3, prev, cls_p[..., None], obj_p[..., None], has_prev[..., None]], -1)
@@ -80,6 +79,15 @@ def add_ditta_params(variables, task: SegTask, m, key):
   return {**variables, "params": params}
 
 
+# Method state kept among the frozen variables, never passed to the model.
+_METHOD_STATE = ("momentum", "source", "ditta_state")
+
+
+def _model_variables(frozen):
+  """The frozen variables the segmentation model reads (BatchNorm statistics, frozen params)."""
+  return {k: v for k, v in frozen.items() if k not in _METHOD_STATE}
+
+
 def _seg_params(params):
   return {k: v for k, v in params.items() if not k.startswith("ditta_")}
 
@@ -89,7 +97,7 @@ def _seg_params(params):
 # ---------------------------------------------------------------------------
 
 
-def _ditta_learner(task: SegTask, m, num_objects: int):
+def _ditta_learner(task: SegTask, m):
   addon, proj = _modules(task, m)
   use_addon, distill, contrast = m.ditta_addon, m.ditta_distill, m.ditta_contrast
   momentum = m.ditta_momentum
@@ -113,7 +121,7 @@ def _ditta_learner(task: SegTask, m, num_objects: int):
     has_prev = (batch_BHWC[:, 0, 0, 8] > 0).astype(jnp.float32)
     hw = x.shape[1:3]
     b = x.shape[0]
-    rest = {k: v for k, v in frozen.items() if k not in ("params", "momentum", "ditta_state")}
+    rest = _model_variables(frozen)
     params = merge_params(trainable, frozen)["params"]
     inp = visible_input(normalise(jnp.concatenate([x, xp], 0)))
     lo2, fe2, stats = forward(params, rest, inp, train=True, key=key)
@@ -156,7 +164,7 @@ def _ditta_learner(task: SegTask, m, num_objects: int):
             "has_prev": jnp.zeros((), bool)}
 
   def predict_fn(trainable, frozen, frame_HWC, carry):
-    rest = {k: v for k, v in frozen.items() if k not in ("params", "momentum", "ditta_state")}
+    rest = _model_variables(frozen)
     params = merge_params(trainable, frozen)["params"]
     x = frame_HWC[None, ..., :3]
     hw = x.shape[1:3]
@@ -196,7 +204,7 @@ def _cotta_learner(task: SegTask, m):
 
   def loss_fn(trainable, frozen, batch_BHWC, key):
     x = normalise(batch_BHWC[..., :3])
-    rest = {k: v for k, v in frozen.items() if k not in ("momentum", "source")}
+    rest = _model_variables(frozen)
     teacher = merge_params(jax.tree.map(jax.lax.stop_gradient, frozen["momentum"]), rest)
     source = merge_params(frozen["source"], rest)
     p_teacher = jax.nn.softmax(logits_at(teacher, x, 1.0, False), -1)
@@ -220,7 +228,7 @@ def _cotta_learner(task: SegTask, m):
     return jax.tree.unflatten(tdef, out)
 
   def predict_fn(trainable, frozen, frame_HWC):
-    rest = {k: v for k, v in frozen.items() if k not in ("momentum", "source")}
+    rest = _model_variables(frozen)
     teacher = merge_params(frozen["momentum"], rest)
     lo = logits_at(teacher, normalise(frame_HWC[None, ..., :3]), 1.0, False)
     return jnp.argmax(lo[0], -1).astype(jnp.int32)
@@ -291,7 +299,7 @@ def build(task: SegTask, m, variables, *, seed: int = 0):
     frozen = {**frozen, "momentum": jax.tree.map(jnp.copy, trainable),
               "ditta_state": {"protos": jnp.zeros((k, m.ditta_dim), jnp.float32),
                               "seen": jnp.zeros((k,), bool)}}
-    learner = _ditta_learner(task, m, k)
+    learner = _ditta_learner(task, m)
     # mode 'none' (frozen inference only) compiles no update branch at all.
     step_cfg = StepConfig(carry_params=True, window=1, batch_size=1, reset_opt_state=False,
                           steps_per_frame=m.steps_per_frame if m.mode != "none" else 0)

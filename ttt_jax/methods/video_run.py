@@ -11,7 +11,6 @@ with the same `out_dir` skips finished videos (resume after a kill).
 """
 from __future__ import annotations
 
-import importlib.metadata
 import itertools
 import json
 import os
@@ -23,6 +22,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from sam2_bridge.cache_schema import library_versions
 from ttt_jax.data.datasets import load_videos
 from ttt_jax.engine import drivers
 from ttt_jax.engine.schedule import make_schedule, warmup_frames
@@ -37,13 +37,7 @@ _VERSIONED = ("jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "chex", "num
 
 
 def versions() -> dict:
-  out = {"python": platform.python_version()}
-  for p in _VERSIONED:
-    try:
-      out[p] = importlib.metadata.version(p)
-    except importlib.metadata.PackageNotFoundError:
-      out[p] = None
-  return out
+  return {"python": platform.python_version(), **library_versions(_VERSIONED)}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
