@@ -17,6 +17,9 @@ def get_config():
   c.warmup_steps = 100
   c.weight_decay = 0.05
   c.recon_weight = 1.0
+  c.photometric = False
+  c.mae_steps = 0
+  c.encoder_lr_mult = 1.0
   c.patch = 16
   c.mask_ratio = 0.85
   c.crop_min_scale = 0.5

@@ -29,3 +29,26 @@ def test_pretrain_resumes_and_writes_model(tmp_path):
                                             v2["params"]["decode_head"]["classifier"]["kernel"]))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert json.loads((d / "model.json").read_text())["arch"] == "segformer"
+
+
+def test_mae_phase_then_probe_with_colour_jitter(tmp_path):
+  """mae_steps: reconstruction alone, main head untouched; then encoder_lr_mult=0
+  keeps the MAE encoder fixed while the heads train (and a resume crosses phases)."""
+  import jax
+  import orbax.checkpoint as ocp
+  from ttt_jax.checkpoint.model_io import init_variables
+  from ttt_jax.models.segformer import segformer_config
+  from ttt_jax.train.pretrain import pretrain
+  c = _cfg(4)
+  c.mae_steps, c.encoder_lr_mult, c.photometric = 2, 0.0, True
+  assert pretrain(c, tmp_path, progress=False, stop_at=2) is None
+  with ocp.CheckpointManager(tmp_path / "checkpoints") as m:
+    mid = m.restore(2, args=ocp.args.StandardRestore())["params"]
+  init = init_variables(segformer_config("tiny", 8), jax.random.key(c.seed), (32, 32))["params"]
+  final = load_model(pretrain(c, tmp_path, progress=False))[0]["params"]
+  same = lambda a, b: all(np.array_equal(np.asarray(x), np.asarray(y))
+                          for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert same(mid["decode_head"], init["decode_head"])      # phase 1 leaves the main head alone
+  assert not same(mid["encoder"], init["encoder"]) and not same(mid["recon"], init["recon"])
+  assert same(final["encoder"], mid["encoder"])             # phase 2 probes a fixed encoder
+  assert not same(final["decode_head"], mid["decode_head"])

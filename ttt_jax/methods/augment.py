@@ -26,3 +26,28 @@ def random_resized_crop(key, images_BHWC, *, min_scale: float = 1.0, flip: bool 
     return out
 
   return jax.vmap(one)(jax.random.split(key, b), images_BHWC)
+
+
+def photometric_distortion(key, images_BHW3, *, brightness: float = 32.0,
+                           contrast: tuple[float, float] = (0.5, 1.5),
+                           saturation: tuple[float, float] = (0.5, 1.5)):
+  """SegFormer's training-time colour jitter (mmseg `PhotoMetricDistortion`, hue left
+  out), per sample, each part applied with probability 1/2.
+
+  Args:
+    images_BHW3: RGB in 0..255 (float or uint8).
+    brightness: the largest added offset, in 0..255 units.
+    contrast, saturation: ranges of the factor (saturation blends with the grey image).
+  Returns: float32 `B, H, W, 3` in 0..255.
+  """
+  x = jnp.asarray(images_BHW3, jnp.float32)
+  b = x.shape[0]
+  kb, kc, ks, kon = jax.random.split(key, 4)
+  on = jax.random.bernoulli(kon, 0.5, (3, b, 1, 1, 1))
+  delta = jax.random.uniform(kb, (b, 1, 1, 1), minval=-brightness, maxval=brightness)
+  x = jnp.clip(jnp.where(on[0], x + delta, x), 0, 255)
+  alpha = jax.random.uniform(kc, (b, 1, 1, 1), minval=contrast[0], maxval=contrast[1])
+  x = jnp.clip(jnp.where(on[1], x * alpha, x), 0, 255)
+  grey = (x @ jnp.array([0.299, 0.587, 0.114]))[..., None]
+  sat = jax.random.uniform(ks, (b, 1, 1, 1), minval=saturation[0], maxval=saturation[1])
+  return jnp.clip(jnp.where(on[2], grey + sat * (x - grey), x), 0, 255)

@@ -2,6 +2,10 @@
 
 As the video-TTT paper does before test time: loss = CE(main head on the
 unmasked image) + recon_weight * MSE(reconstruction head on the masked image).
+Optionally preceded by `mae_steps` of reconstruction alone (an MAE-pretrained
+encoder, as the paper's backbones are), after which the encoder learns at
+`encoder_lr_mult` x the heads' lr (0 freezes it: the heads are probed on MAE
+features, the setting TTT-MAE found to align the two tasks best).
 Checkpoints with an orbax CheckpointManager every `save_every` steps; a rerun
 with the same `--out` resumes from the latest one. The final model is written to
 `OUT/model` (see `checkpoint.model_io`).
@@ -24,7 +28,7 @@ from tqdm.auto import tqdm
 
 from ttt_jax.checkpoint.model_io import init_variables, save_model
 from ttt_jax.data import synthetic
-from ttt_jax.methods.augment import random_resized_crop
+from ttt_jax.methods.augment import photometric_distortion, random_resized_crop
 from ttt_jax.methods.segformer_task import normalise
 from ttt_jax.models.segformer import YSegFormer, segformer_config
 from ttt_jax.objectives.reconstruction import reconstruction_loss, visible_input
@@ -48,8 +52,12 @@ def _augment_pair(key, img_BHW3, lab_BHW, min_scale, num_classes):
 
 
 def make_train_step(model: YSegFormer, tx, c):
-  def loss_fn(params, batch_stats, imgs_u8, labs, key):
-    k_aug, k_mask, k_drop = jax.random.split(key, 3)
+  mae_steps = c.get("mae_steps", 0)
+
+  def loss_fn(params, batch_stats, imgs_u8, labs, key, step):
+    k_aug, k_mask, k_drop, k_col = jax.random.split(key, 4)
+    if c.get("photometric", False):
+      imgs_u8 = photometric_distortion(k_col, imgs_u8)
     img, lab = _augment_pair(k_aug, normalise(imgs_u8), labs, c.crop_min_scale,
                               model.config.num_labels)
     (logits, _), upd = model.apply({"params": params, "batch_stats": batch_stats}, visible_input(img),
@@ -62,16 +70,49 @@ def make_train_step(model: YSegFormer, tx, c):
     rec = reconstruction_loss(
         lambda x: model.apply({"params": params, "batch_stats": batch_stats}, x, method="reconstruct"),
         img, k_mask, patch=c.patch, ratio=c.mask_ratio)
-    return ce + c.recon_weight * rec, (upd["batch_stats"], ce, rec)
+    ce_weight = (step >= mae_steps).astype(jnp.float32)  # 0 during the MAE-only phase
+    return ce_weight * ce + c.recon_weight * rec, (upd["batch_stats"], ce, rec)
 
   @jax.jit
   def step(state: TrainState, imgs, labs, key):
     (loss, (bs, ce, rec)), g = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.batch_stats, imgs, labs, key)
+        state.params, state.batch_stats, imgs, labs, key, state.step)
     upd, opt_state = tx.update(g, state.opt_state, state.params)
     return TrainState(optax.apply_updates(state.params, upd), bs, opt_state, state.step + 1), \
         dict(loss=loss, ce=ce, rec=rec)
   return step
+
+
+def _phase_schedule(lr, steps, warmup):
+  return optax.warmup_cosine_decay_schedule(0.0, lr, min(warmup, max(steps // 10, 1)), max(steps, 1),
+                                            lr * 0.01)
+
+
+def make_optimizer(c) -> optax.GradientTransformation:
+  """Global-norm clip 1, then AdamW with warm-up + cosine decay per phase.
+
+  Phase 1 (`mae_steps`, reconstruction only) trains the encoder and the
+  reconstruction head; the main head waits (lr 0, so no weight decay either).
+  Phase 2 (joint) trains the heads at `lr` and the encoder at `encoder_lr_mult`
+  x `lr`. Without phase 1 and with the multiplier at 0, the encoder gets no
+  optimizer state at all.
+  """
+  n1 = c.get("mae_steps", 0)
+  mult = c.get("encoder_lr_mult", 1.0)
+  joint = _phase_schedule(c.lr, c.steps - n1, c.warmup_steps)
+  scaled = lambda s: mult * joint(s)
+  if n1 == 0:
+    scheds = {"encoder": scaled, "recon": joint, "decode_head": joint}
+  else:
+    mae = _phase_schedule(c.lr, n1, c.warmup_steps)
+    scheds = {"encoder": optax.join_schedules([mae, scaled], [n1]),
+              "recon": optax.join_schedules([mae, joint], [n1]),
+              "decode_head": optax.join_schedules([lambda s: 0.0 * s, joint], [n1])}
+  txs = {k: optax.adamw(v, weight_decay=c.weight_decay) for k, v in scheds.items()}
+  if n1 == 0 and mult == 0:
+    txs["encoder"] = optax.set_to_zero()
+  labels = lambda params: {k: jax.tree.map(lambda _: k, v) for k, v in params.items()}
+  return optax.chain(optax.clip_by_global_norm(1.0), optax.partition(txs, labels))
 
 
 def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = None) -> Path | None:
@@ -86,9 +127,7 @@ def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = No
   mcfg = segformer_config(c.model.size, c.data.num_classes)
   model = YSegFormer(mcfg)
   imgs, labs = synthetic.make_stills(c.data.seed, c.data.num_images, c.data.height, c.data.width)
-  warm = min(c.warmup_steps, c.steps // 10)
-  sched = optax.warmup_cosine_decay_schedule(0.0, c.lr, warm, c.steps, c.lr * 0.01)
-  tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, weight_decay=c.weight_decay))
+  tx = make_optimizer(c)
   v = init_variables(mcfg, jax.random.key(c.seed), (c.data.height, c.data.width))
   state = TrainState(v["params"], v["batch_stats"], tx.init(v["params"]), jnp.zeros((), jnp.int32))
   mngr = ocp.CheckpointManager(out / "checkpoints", options=ocp.CheckpointManagerOptions(
