@@ -2,6 +2,10 @@
 
   ttt-jax pretrain configs/pretrain_synthetic.py --out /tmp/pretrain
   # the shipped model: cp -r /tmp/pretrain/model ttt_jax/assets/segformer_small_synthetic
+  # variants (benchmarks/source_probe.py compares them):
+  ttt-jax pretrain configs/pretrain_synthetic.py photometric=True --out /tmp/src_jitter
+  ttt-jax pretrain configs/pretrain_synthetic.py photometric=True mae_steps=1500 encoder_lr_mult=0.0 \
+      --out /tmp/src_probe
 """
 import ml_collections
 
@@ -17,9 +21,9 @@ def get_config():
   c.warmup_steps = 100
   c.weight_decay = 0.05
   c.recon_weight = 1.0
-  c.photometric = False
-  c.mae_steps = 0
-  c.encoder_lr_mult = 1.0
+  c.photometric = False          # SegFormer's colour jitter (brightness, contrast, saturation)
+  c.mae_steps = 0                # reconstruction-only steps first (of `steps`)
+  c.encoder_lr_mult = 1.0        # encoder lr / heads' lr after them; 0 = frozen MAE encoder
   c.patch = 16
   c.mask_ratio = 0.85
   c.crop_min_scale = 0.5

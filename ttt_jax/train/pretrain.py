@@ -4,8 +4,9 @@ As the video-TTT paper does before test time: loss = CE(main head on the
 unmasked image) + recon_weight * MSE(reconstruction head on the masked image).
 Optionally preceded by `mae_steps` of reconstruction alone (an MAE-pretrained
 encoder, as the paper's backbones are), after which the encoder learns at
-`encoder_lr_mult` x the heads' lr (0 freezes it: the heads are probed on MAE
-features, the setting TTT-MAE found to align the two tasks best).
+`encoder_lr_mult` x the heads' lr (0 freezes it: the heads are trained on fixed
+MAE features, as image-level TTT-MAE trains its ViT "probing" models), and
+optionally with SegFormer's colour jitter (`photometric`).
 Checkpoints with an orbax CheckpointManager every `save_every` steps; a rerun
 with the same `--out` resumes from the latest one. The final model is written to
 `OUT/model` (see `checkpoint.model_io`).
@@ -55,9 +56,9 @@ def make_train_step(model: YSegFormer, tx, c):
   mae_steps = c.get("mae_steps", 0)
 
   def loss_fn(params, batch_stats, imgs_u8, labs, key, step):
-    k_aug, k_mask, k_drop, k_col = jax.random.split(key, 4)
-    if c.get("photometric", False):
-      imgs_u8 = photometric_distortion(k_col, imgs_u8)
+    k_aug, k_mask, k_drop = jax.random.split(key, 3)
+    if c.get("photometric", False):  # its own key: without it, the batches are the shipped model's
+      imgs_u8 = photometric_distortion(jax.random.fold_in(key, 3), imgs_u8)
     img, lab = _augment_pair(k_aug, normalise(imgs_u8), labs, c.crop_min_scale,
                               model.config.num_labels)
     (logits, _), upd = model.apply({"params": params, "batch_stats": batch_stats}, visible_input(img),
