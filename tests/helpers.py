@@ -1,6 +1,7 @@
 """Small shared builders for the tests: a tiny Y-SegFormer and short synthetic videos."""
 from __future__ import annotations
 
+import jax
 import numpy as np
 
 from pathlib import Path
@@ -34,3 +35,8 @@ def video(seed=0, t=6, h=32, w=32):
 
 def random_frames(t=6, h=32, w=32, seed=0):
   return np.random.default_rng(seed).integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+
+
+def trees_equal(a, b) -> bool:
+  """Every leaf of two pytrees of the same structure equal, bit for bit."""
+  return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))

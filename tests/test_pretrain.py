@@ -5,6 +5,7 @@ import numpy as np
 
 from ttt_jax.checkpoint.model_io import load_model
 from ttt_jax.cli.config_io import load_config_file
+from tests.helpers import trees_equal
 
 
 def _cfg(steps):
@@ -46,9 +47,7 @@ def test_mae_phase_then_probe_with_colour_jitter(tmp_path):
     mid = m.restore(2, args=ocp.args.StandardRestore())["params"]
   init = init_variables(segformer_config("tiny", 8), jax.random.key(c.seed), (32, 32))["params"]
   final = load_model(pretrain(c, tmp_path, progress=False))[0]["params"]
-  same = lambda a, b: all(np.array_equal(np.asarray(x), np.asarray(y))
-                          for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-  assert same(mid["decode_head"], init["decode_head"])      # phase 1 leaves the main head alone
-  assert not same(mid["encoder"], init["encoder"]) and not same(mid["recon"], init["recon"])
-  assert same(final["encoder"], mid["encoder"])             # phase 2 probes a fixed encoder
-  assert not same(final["decode_head"], mid["decode_head"])
+  assert trees_equal(mid["decode_head"], init["decode_head"])      # phase 1 leaves the main head alone
+  assert not trees_equal(mid["encoder"], init["encoder"]) and not trees_equal(mid["recon"], init["recon"])
+  assert trees_equal(final["encoder"], mid["encoder"])             # phase 2 probes a fixed encoder
+  assert not trees_equal(final["decode_head"], mid["decode_head"])

@@ -3,7 +3,6 @@ CoTTA and zero-shot refinement; bad caches."""
 import numpy as np
 import pytest
 
-import jax
 from sam2_bridge import cache_schema
 from sam2_bridge.propagators import FlowPropagator
 from sam2_bridge.targets import write_targets
@@ -14,6 +13,7 @@ from ttt_jax.engine.state import merge_params
 from ttt_jax.methods.ditta_export import export
 from ttt_jax.methods.model_source import load_source_model
 from ttt_jax.methods.video_run import VideoRunner, run
+from tests.helpers import trees_equal
 
 
 # Shared with tests/test_cli.py (the same programs hit the persistent compilation cache).
@@ -64,11 +64,10 @@ def test_ditta_adapts_the_head_only_then_predicts_the_same_under_scan_and_stream
   final, _ = runner._scan(state, drivers.ticks_for(packed, runner.schedule(len(frames))))
   before = merge_params(runner.trainable, runner.frozen)["params"]
   after = merge_params(final.trainable, final.frozen)["params"]
-  same = lambda a, b: all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
-  assert same(before["encoder"], after["encoder"])
-  assert not same(before["decode_head"], after["decode_head"])
-  assert not same(before["ditta_addon"], after["ditta_addon"])
-  assert not same(runner.frozen["momentum"], final.frozen["momentum"])       # EMA moved
+  assert trees_equal(before["encoder"], after["encoder"])
+  assert not trees_equal(before["decode_head"], after["decode_head"])
+  assert not trees_equal(before["ditta_addon"], after["ditta_addon"])
+  assert not trees_equal(runner.frozen["momentum"], final.frozen["momentum"])       # EMA moved
   assert (packed[..., 6] != 255).any()                                       # painted targets
   assert bool(final.frozen["ditta_state"]["seen"].any())                     # prototypes built
 

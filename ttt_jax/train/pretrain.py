@@ -53,11 +53,10 @@ def _augment_pair(key, img_BHW3, lab_BHW, min_scale, num_classes):
 
 
 def make_train_step(model: YSegFormer, tx, c):
-  mae_steps = c.get("mae_steps", 0)
 
   def loss_fn(params, batch_stats, imgs_u8, labs, key, step):
     k_aug, k_mask, k_drop = jax.random.split(key, 3)
-    if c.get("photometric", False):  # its own key: without it, the batches are the shipped model's
+    if c.photometric:  # its own key: without it, the batches are the shipped model's
       imgs_u8 = photometric_distortion(jax.random.fold_in(key, 3), imgs_u8)
     img, lab = _augment_pair(k_aug, normalise(imgs_u8), labs, c.crop_min_scale,
                               model.config.num_labels)
@@ -71,7 +70,7 @@ def make_train_step(model: YSegFormer, tx, c):
     rec = reconstruction_loss(
         lambda x: model.apply({"params": params, "batch_stats": batch_stats}, x, method="reconstruct"),
         img, k_mask, patch=c.patch, ratio=c.mask_ratio)
-    ce_weight = (step >= mae_steps).astype(jnp.float32)  # 0 during the MAE-only phase
+    ce_weight = (step >= c.mae_steps).astype(jnp.float32)  # 0 during the MAE-only phase
     return ce_weight * ce + c.recon_weight * rec, (upd["batch_stats"], ce, rec)
 
   @jax.jit
@@ -98,8 +97,7 @@ def make_optimizer(c) -> optax.GradientTransformation:
   x `lr`. Without phase 1 and with the multiplier at 0, the encoder gets no
   optimizer state at all.
   """
-  n1 = c.get("mae_steps", 0)
-  mult = c.get("encoder_lr_mult", 1.0)
+  n1, mult = c.mae_steps, c.encoder_lr_mult
   joint = _phase_schedule(c.lr, c.steps - n1, c.warmup_steps)
   scaled = lambda s: mult * joint(s)
   if n1 == 0:
@@ -108,7 +106,7 @@ def make_optimizer(c) -> optax.GradientTransformation:
     mae = _phase_schedule(c.lr, n1, c.warmup_steps)
     scheds = {"encoder": optax.join_schedules([mae, scaled], [n1]),
               "recon": optax.join_schedules([mae, joint], [n1]),
-              "decode_head": optax.join_schedules([lambda s: 0.0 * s, joint], [n1])}
+              "decode_head": optax.join_schedules([optax.constant_schedule(0.0), joint], [n1])}
   txs = {k: optax.adamw(v, weight_decay=c.weight_decay) for k, v in scheds.items()}
   if n1 == 0 and mult == 0:
     txs["encoder"] = optax.set_to_zero()
