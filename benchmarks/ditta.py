@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from sam2_bridge import cache_schema
 from sam2_bridge.cli import versions as bridge_versions
 from sam2_bridge.propagators import FlowPropagator
 from sam2_bridge.targets import write_targets, zero_shot_targets
@@ -58,7 +59,8 @@ def build_targets(export_dir: Path, out_dir: Path, mode: str) -> float:
     prop = FlowPropagator()
     secs += write_targets(out_dir / f"{vdir.name}.npz", prop, prop.teacher_digest(),
                           np.load(vdir / "frames.npy"), np.load(vdir / "iss_probs.npy"), mode=mode,
-                          versions=bridge_versions())[1]
+                          versions=bridge_versions(),
+                          iss_digest=cache_schema.read_iss_digest(vdir / "iss_probs.npy"))[1]
   return secs
 
 

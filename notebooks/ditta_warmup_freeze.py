@@ -33,6 +33,7 @@ import numpy as np
 
 from sam2_bridge.propagators import FlowPropagator
 from sam2_bridge.targets import write_targets
+from ttt_jax.checkpoint.model_io import variables_digest
 from ttt_jax.data.synthetic import VideoSpec, make_video
 from ttt_jax.engine.schedule import warmup_frames
 from ttt_jax.methods import ditta_targets as painting
@@ -68,7 +69,8 @@ print(f"{T} frames, warm-up {n_warm}; probabilities {probs.shape}")
 
 # %%
 prop = FlowPropagator()
-arrays, _ = write_targets(tmp / "video.npz", prop, prop.teacher_digest(), frames_THWC, probs, mode="ditta")
+arrays, _ = write_targets(tmp / "video.npz", prop, prop.teacher_digest(), frames_THWC, probs, mode="ditta",
+                          iss_digest=variables_digest(variables))   # the run checks it is its model
 cls_map, obj_map, scores = painting.distillation_targets(arrays["masks"], probs)
 print(f"{arrays['masks'].shape[1]} objects, prompted on frames {arrays['prompt_frames'].tolist()}")
 fig, ax = plt.subplots(3, n_warm, figsize=(2 * n_warm, 6), squeeze=False)

@@ -16,6 +16,11 @@ digest of the source frames, the teacher's name and checkpoint digest, the
 parameters and library versions. No object arrays (they would need pickle).
 `read_cache` refuses a cache whose digests do not match the video or teacher it is
 asked for, naming both.
+
+DiTTA's masks are prompted from an image model's (ISS) probabilities, so a masks
+cache also records that model's weights digest (`params["iss_digest"]`) when the
+probabilities came with one: `ttt-jax export` writes it beside them as
+`iss_model.sha256`, and a DiTTA run with another model refuses the cache.
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ KINDS = {
 OPTIONAL = {"masks": {"class_scores": (np.float32, 2), "prompt_points": (np.float32, 2),
                      "prompt_classes": (np.int32, 1), "prompt_scores": (np.float32, 1)},
             "features": {}}
+ISS_DIGEST_FILE = "iss_model.sha256"  # beside iss_probs.npy: the weights digest of its model
 
 
 class CacheMismatch(ValueError):
@@ -47,6 +53,12 @@ def video_digest(frames_THWC: np.ndarray) -> str:
   h = hashlib.sha256(f"{a.shape}|{a.dtype}".encode())
   h.update(a.tobytes())
   return h.hexdigest()
+
+
+def read_iss_digest(probs_path) -> str | None:
+  """The ISS model digest written beside a probabilities file, or None if there is none."""
+  f = Path(probs_path).with_name(ISS_DIGEST_FILE)
+  return f.read_text().strip() if f.is_file() else None
 
 
 def library_versions(packages) -> dict:

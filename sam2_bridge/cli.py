@@ -8,7 +8,8 @@
 
 FRAMES is a folder of frames or a uint8 T x H x W x 3 `.npy`; ISS_PROBS the image
 model's class probabilities on the warm-up frames (float, W x H x W x C), as
-`ttt-jax export` writes them (EXPORT/<video>/frames.npy, iss_probs.npy). A batch
+`ttt-jax export` writes them (EXPORT/<video>/frames.npy, iss_probs.npy); the
+ISS model's digest beside them (iss_model.sha256) goes into the cache. A batch
 run skips videos whose cache exists (resume after a kill).
 """
 from __future__ import annotations
@@ -89,7 +90,8 @@ def cmd_targets(a):
   prop, digest = make_propagator(a)  # builds/loads SAM2 (checks config and checkpoint first)
   for video, probs_path, out in jobs:
     arrays, secs = write_targets(out, prop, digest, read_video(video), _load_probs(probs_path),
-                                 mode=a.mode, cfg=pcfg, versions=versions())
+                                 mode=a.mode, cfg=pcfg, versions=versions(),
+                                 iss_digest=cache_schema.read_iss_digest(probs_path))
     print(f"wrote {out}: {arrays['masks'].shape[1]} objects on {arrays['masks'].shape[0]} frames "
           f"({secs:.1f} s, {prop.name})")
 

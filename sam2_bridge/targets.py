@@ -194,9 +194,14 @@ MODES = ("ditta", "zero_shot")
 
 
 def write_targets(path, prop, teacher_digest: str, frames_THWC, probs_WHWC, *, mode: str,
-                  cfg: PromptConfig = PromptConfig(), versions: dict | None = None) -> tuple[dict, float]:
+                  cfg: PromptConfig = PromptConfig(), versions: dict | None = None,
+                  iss_digest: str | None = None) -> tuple[dict, float]:
   """Builds one video's targets (`mode` 'ditta', or 'zero_shot' from the first frame's
-  probabilities) and writes them as a masks cache; returns `(arrays, seconds)`."""
+  probabilities) and writes them as a masks cache; returns `(arrays, seconds)`.
+
+  `iss_digest`: weights digest of the model that gave `probs_WHWC` (`ttt-jax export`
+  writes it beside them); recorded so that a run with another model refuses the cache.
+  """
   if mode not in MODES:
     raise ValueError(f"unknown targets mode {mode!r}; expected one of {MODES}")
   frames = np.asarray(frames_THWC)
@@ -207,7 +212,7 @@ def write_targets(path, prop, teacher_digest: str, frames_THWC, probs_WHWC, *, m
   secs = float(arrays.pop("seconds"))
   params = {"mode": mode, "prompts": dataclasses.asdict(cfg), "propagator": prop.params(),
             "num_frames": int(arrays["masks"].shape[0]), "seconds": secs,
-            "probs_digest": cache_schema.video_digest(np.asarray(probs_WHWC))}
+            "probs_digest": cache_schema.video_digest(np.asarray(probs_WHWC)), "iss_digest": iss_digest}
   cache_schema.write_cache(path, "masks", arrays, video_digest=cache_schema.video_digest(frames),
                            teacher=prop.name, teacher_digest=teacher_digest, params=params,
                            versions=versions or {})

@@ -6,6 +6,7 @@ import pytest
 from sam2_bridge import cache_schema
 from sam2_bridge.propagators import FlowPropagator
 from sam2_bridge.targets import write_targets
+from ttt_jax.checkpoint.model_io import variables_digest
 from ttt_jax.methods.defaults import ditta_config
 from ttt_jax.engine import drivers
 from ttt_jax.engine.schedule import warmup_frames
@@ -43,8 +44,10 @@ def targets(tmp_path_factory):
     probs = np.load(tmp / "export" / vid / "iss_probs.npy")
     assert probs.shape == (warmup_frames(len(frames), 0.5), 32, 32, 8)
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+    iss = cache_schema.read_iss_digest(tmp / "export" / vid / "iss_probs.npy")
     for sub, mode in (("targets", "ditta"), ("zs", "zero_shot")):
-      write_targets(tmp / sub / f"{vid}.npz", FlowPropagator(), "-", frames, probs, mode=mode)
+      write_targets(tmp / sub / f"{vid}.npz", FlowPropagator(), "-", frames, probs, mode=mode,
+                    iss_digest=iss)
   return tmp
 
 
@@ -126,3 +129,23 @@ def test_bad_caches_are_refused_with_clear_errors(targets, tmp_path):
   shutil.copy(targets / "targets" / f"{vids[0]}.npz", tmp_path / f"{vids[0]}.npz")
   with pytest.raises(cache_schema.CacheMismatch, match="teacher 'flow'"):
     VideoRunner(c, v, mc).prepare(frames, vids[0])
+  c.method.targets_teacher = ""
+  frames1 = np.load(targets / "export" / vids[1] / "frames.npy")
+  probs1 = np.load(targets / "export" / vids[1] / "iss_probs.npy")
+  write_targets(tmp_path / f"{vids[1]}.npz", FlowPropagator(), "-", frames1, probs1, mode="ditta",
+                iss_digest="0" * 64)                                      # another ISS model's
+  with pytest.raises(cache_schema.CacheMismatch, match="another ISS model"):
+    VideoRunner(c, v, mc).prepare(frames1, vids[1])
+
+
+def test_export_records_its_model_and_refuses_to_mix_models(targets, tmp_path):
+  c = _config(targets)
+  v, _, _ = load_source_model(c.model, c.data.num_classes)
+  vid = sorted(p.name for p in (targets / "export").iterdir())[0]
+  assert cache_schema.read_iss_digest(targets / "export" / vid / "iss_probs.npy") == variables_digest(v)
+  assert cache_schema.read_meta(targets / "targets" / f"{vid}.npz")["params"]["iss_digest"] == \
+      variables_digest(v)
+  export(c, tmp_path, progress=False)
+  c.model.checkpoint = "random"                                          # another model, same folder
+  with pytest.raises(ValueError, match="exported with another ISS model"):
+    export(c, tmp_path, progress=False)

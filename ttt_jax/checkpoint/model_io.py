@@ -11,6 +11,7 @@ clear error instead of being loaded half.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import traverse_util
 
@@ -87,3 +89,19 @@ def load_model(directory):
   except (ValueError, KeyError, FileNotFoundError) as e:
     raise ValueError(f"checkpoint {d / 'variables'} does not match its config {d / 'model.json'}: {e}") from e
   return variables, cfg, meta
+
+
+def variables_digest(variables) -> str:
+  """sha256 of a variables pytree: every leaf's path, shape, dtype and bytes.
+
+  The identity of a model's weights, the same on every backend (it reads the
+  stored values, not anything computed from them); DiTTA target caches record
+  the digest of the model whose probabilities prompted them.
+  """
+  h = hashlib.sha256()
+  for path, leaf in sorted(jax.tree_util.tree_flatten_with_path(variables)[0],
+                           key=lambda kv: jax.tree_util.keystr(kv[0])):
+    a = np.ascontiguousarray(jax.device_get(leaf))
+    h.update(f"{jax.tree_util.keystr(path)}|{a.shape}|{a.dtype}".encode())
+    h.update(a.tobytes())
+  return h.hexdigest()

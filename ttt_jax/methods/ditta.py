@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 from sam2_bridge import cache_schema
+from ttt_jax.checkpoint.model_io import variables_digest
 from ttt_jax.engine.schedule import warmup_frames
 from ttt_jax.engine.state import merge_params, split_params
 from ttt_jax.engine.step import Learner, StepConfig
@@ -269,8 +270,9 @@ def iss_probs_fn(task: SegTask, variables):
   return lambda frames: np.concatenate([np.asarray(probs(frames[i:i + 8])) for i in range(0, len(frames), 8)])
 
 
-def read_targets(m, video_id: str, frames_THW3) -> dict:
-  """The video's cached masks; clear errors when missing or built for another video/teacher."""
+def read_targets(m, video_id: str, frames_THW3, iss_digest: str) -> dict:
+  """The video's cached masks; clear errors when missing or built for another video,
+  teacher or ISS model (`iss_digest`, the weights digest of this run's source model)."""
   if not m.targets_dir:
     raise ValueError(f"method {m.name!r} needs cached targets: set method.targets_dir (build them "
                      f"with `ttt-jax export` then `sam2-bridge targets`)")
@@ -285,12 +287,19 @@ def read_targets(m, video_id: str, frames_THW3) -> dict:
   if meta["params"].get("mode") != want:
     raise cache_schema.CacheMismatch(f"{path} holds {meta['params'].get('mode')!r} targets, method "
                                      f"{m.name!r} needs {want!r} ones")
+  built = meta["params"].get("iss_digest")  # None: built from probabilities of unknown origin
+  if built is not None and built != iss_digest:
+    raise cache_schema.CacheMismatch(
+        f"{path} was prompted from another ISS model's probabilities (weights sha256 {built[:12]}..., "
+        f"this run's model {iss_digest[:12]}...); rebuild it with `ttt-jax export` then "
+        f"`sam2-bridge targets`")
   return arrays
 
 
 def build(task: SegTask, m, variables, *, seed: int = 0):
   """`(learner, step_config, schedule kwargs, trainable, frozen, prepare)` of a method;
   `prepare(frames_THW3, video_id) -> frames for the ticks`."""
+  iss_digest = variables_digest(variables) if m.objective in ("ditta", "zero_shot") else None
   if m.objective == "ditta":
     variables = add_ditta_params(variables, task, m, jax.random.key(seed))
     pred = lambda p: p[0] == "params" and p[1] in ("decode_head", "ditta_addon", "ditta_proj")
@@ -310,7 +319,7 @@ def build(task: SegTask, m, variables, *, seed: int = 0):
       w = warmup_frames(len(frames), m.warmup_fraction)
       if not m.ditta_distill:
         return pack_frames(frames)
-      arrays = read_targets(m, video_id, frames)
+      arrays = read_targets(m, video_id, frames, iss_digest)
       masks = arrays["masks"]
       if masks.shape[0] != w:
         raise ValueError(f"cached targets of {video_id} cover {masks.shape[0]} frames, the warm-up "
@@ -331,7 +340,7 @@ def build(task: SegTask, m, variables, *, seed: int = 0):
     trainable, frozen = split_params(variables, lambda p: False)
 
     def prepare(frames, video_id):
-      a = read_targets(m, video_id, frames)
+      a = read_targets(m, video_id, frames, iss_digest)
       if a["masks"].shape[0] != len(frames):
         raise ValueError(f"zero-shot targets of {video_id} cover {a['masks'].shape[0]} frames, the "
                          f"video has {len(frames)}")
