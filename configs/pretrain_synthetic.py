@@ -3,8 +3,9 @@
   ttt-jax pretrain configs/pretrain_synthetic.py --out /tmp/pretrain
   # the shipped model: cp -r /tmp/pretrain/model ttt_jax/assets/segformer_small_synthetic
   # variants (benchmarks/source_probe.py compares them):
-  ttt-jax pretrain configs/pretrain_synthetic.py photometric=False --out /tmp/src_plain   # no jitter
-  ttt-jax pretrain configs/pretrain_synthetic.py mae_steps=1500 encoder_lr_mult=0.0 --out /tmp/src_probe
+  ttt-jax pretrain configs/pretrain_synthetic.py photometric=True --out /tmp/src_jitter
+  ttt-jax pretrain configs/pretrain_synthetic.py photometric=True mae_steps=1500 encoder_lr_mult=0.0 \
+      --out /tmp/src_probe
 """
 import ml_collections
 
@@ -20,8 +21,7 @@ def get_config():
   c.warmup_steps = 100
   c.weight_decay = 0.05
   c.recon_weight = 1.0
-  # SegFormer's (and Mask2Former's Cityscapes) colour jitter: brightness, contrast, saturation.
-  c.photometric = True
+  c.photometric = False          # SegFormer's colour jitter (brightness, contrast, saturation)
   c.mae_steps = 0                # reconstruction-only steps first (of `steps`)
   c.encoder_lr_mult = 1.0        # encoder lr / heads' lr after them; 0 = frozen MAE encoder
   c.patch = 16
