@@ -95,6 +95,7 @@ def test_zero_shot_paints_propagated_classes_over_the_iss(targets):
   c.method.targets_dir = str(targets / "zs")
   zs = run(c, targets / "run_zs", progress=False)
   iss = run(_config(targets, "none"), targets / "run_iss", progress=False)
+  assert sorted(zs["per_video"]) == sorted(iss["per_video"])
   vid = sorted(zs["per_video"])[0]
   a = np.load(targets / "run_zs" / "predictions" / f"{vid}.npz")["labels"]
   b = np.load(targets / "run_iss" / "predictions" / f"{vid}.npz")["labels"]
