@@ -3,18 +3,22 @@
   python benchmarks/ditta.py                    # held-out seeds 2000 3000 4000 x 4 videos x 48 frames
   python benchmarks/ditta.py --seeds 2000 --videos 2 --no-cotta          # quick look
   python benchmarks/ditta.py --sam2-time        # also time SAM2 Hiera-tiny propagation (random weights)
+  python benchmarks/ditta.py --propagator oracle  # targets from the generator's objects ("oracle")
+  python benchmarks/ditta.py --sweep --seeds 1000 # DiTTA's lr x add-on radius on a tuning seed
 
 Per warm-up and method: mIoU, wIoU, mVC8, mVC16 (mean +- std over seeds, frames
 after the warm-up only) and frames/s. Targets come from the optical-flow
-propagator (no weights here); the one-time cost of building them (ISS
+propagator (no weights here), or with `--propagator oracle` from a perfect
+segmenter that knows the generator's objects (classes still from the ISS model):
+it separates the method's faults from the flow stand-in's, and every row, table
+and JSON built with it says "oracle". The one-time cost of building targets (ISS
 probabilities + propagation) is reported per frame. Frozen-inference speed is
 timed by running each model predict-only: DiTTA (plain + add-on fusion) against
 the ISS model, and zero-shot refinement as ISS + propagation of every frame.
 
-DiTTA rows: `ditta` uses this benchmark's settings (lr 1e-4, add-on radius 1: the
-frames are 64 px, so the decoder grid is 16 x 16 and the reference's 11 x 11 window
-would span most of it; both chosen on seed 1000, which is not evaluated here);
-`ditta_ref` the reference settings (lr 1e-3, radius 5). Ablation rows follow the
+DiTTA rows: `ditta` uses this benchmark's settings (`SYNTHETIC_DITTA` in
+ttt_jax/methods/defaults.py, chosen with `--sweep` on seed 1000, which is not
+evaluated here); `ditta_ref` the reference settings (lr 1e-3, radius 5). Ablation rows follow the
 paper: without distillation targets the model's own predictions are the targets.
 Writes benchmarks/results/ditta.json.
 """
@@ -29,7 +33,7 @@ import numpy as np
 
 from sam2_bridge import cache_schema
 from sam2_bridge.cli import versions as bridge_versions
-from sam2_bridge.propagators import FlowPropagator
+from sam2_bridge.propagators import FlowPropagator, OraclePropagator
 from sam2_bridge.targets import write_targets, zero_shot_targets
 from video_ttt import agg  # benchmarks/ is the script's folder, first on sys.path
 from ttt_jax import compile_cache
@@ -52,11 +56,13 @@ def _set(c, over: dict):
   return c
 
 
-def build_targets(export_dir: Path, out_dir: Path, mode: str) -> float:
-  """Flow targets for every exported video; returns propagation seconds in all."""
+def build_targets(export_dir: Path, out_dir: Path, mode: str, propagator: str = "flow") -> float:
+  """Targets for every exported video (flow, or the oracle from the exported instances);
+  returns propagation seconds in all."""
   secs = 0.0
   for vdir in sorted(export_dir.iterdir()):
-    prop = FlowPropagator()
+    prop = (OraclePropagator(np.load(vdir / "instances.npy")) if propagator == "oracle"
+            else FlowPropagator())
     secs += write_targets(out_dir / f"{vdir.name}.npz", prop, prop.teacher_digest(),
                           np.load(vdir / "frames.npy"), np.load(vdir / "iss_probs.npy"), mode=mode,
                           versions=bridge_versions(),
@@ -102,6 +108,41 @@ def sam2_time(frames, probs0, image_size):
   return float(a["seconds"]) / len(frames), int(a["masks"].shape[1])
 
 
+SWEEP_LR = (1e-4, 3e-4, 1e-3)
+SWEEP_RADIUS = (1, 5)
+
+
+def sweep(a):
+  """DiTTA's mIoU over lr x add-on radius per warm-up, beside the ISS model: for choosing
+  `SYNTHETIC_DITTA` on tuning seeds (never the held-out ones the table reports)."""
+  data = {"data.num_videos": a.videos, "data.num_frames": a.frames}
+  res: dict[str, list] = {}
+  with tempfile.TemporaryDirectory() as tmp:
+    tmp = Path(tmp)
+    for seed in a.seeds:
+      for w in a.warmups:
+        tag = f"w{int(w * 100)}"
+        base = lambda **kw: _set(ditta_config(warmup=w, **kw), {**data, "data.seed": seed})
+        exp, tgt = tmp / f"export_{tag}_{seed}", tmp / f"targets_{tag}_{seed}"
+        export(base(), exp, progress=False)
+        build_targets(exp, tgt, "ditta", a.propagator)
+        r = run(base(objective="none", name="iss"), tmp / f"iss_{tag}_{seed}", progress=False)
+        res.setdefault(f"{tag}/iss", []).append(metrics(r))
+        for lr in SWEEP_LR:
+          for rad in SWEEP_RADIUS:
+            over = {"method.lr": lr, "method.ditta_radius": rad}
+            r = run(_set(base(targets_dir=str(tgt)), over), tmp / f"d_{tag}_{seed}_{lr}_{rad}", progress=False)
+            res.setdefault(f"{tag}/ditta lr={lr:g} r={rad}", []).append(metrics(r))
+            print(f"seed {seed} {tag} lr={lr:g} radius={rad}: mIoU {100 * r['metrics']['miou']:.2f} "
+                  f"mVC8 {100 * r['metrics']['mvc8']:.2f}", flush=True)
+  rows = {k: agg(v) for k, v in res.items()}
+  print(f"\nsweep on seeds {a.seeds} ({a.propagator}): mIoU / mVC8, mean over seeds")
+  for k, r in rows.items():
+    print(f"{k:28s} {100 * r['miou']:6.2f} {100 * r['mvc8']:6.2f}")
+  out = write_json(a.json, {"propagator": a.propagator, "seeds": a.seeds, "rows": rows, "versions": versions()})
+  print(f"wrote {out}")
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--seeds", type=int, nargs="+", default=[2000, 3000, 4000])
@@ -112,9 +153,15 @@ def main(argv=None):
   p.add_argument("--sam2-time", action="store_true")
   p.add_argument("--sam2-size", type=int, default=256)
   p.add_argument("--speed-only", action="store_true", help="only the frozen-inference frames/s")
-  p.add_argument("--json", default="benchmarks/results/ditta.json")
+  p.add_argument("--propagator", choices=("flow", "oracle"), default="flow")
+  p.add_argument("--sweep", action="store_true", help="DiTTA only, over lr x add-on radius")
+  p.add_argument("--json", default="")
   a = p.parse_args(argv)
+  a.json = a.json or ("benchmarks/results/ditta" + ("_oracle" if a.propagator == "oracle" else "")
+                      + ("_sweep" if a.sweep else "") + ".json")
   compile_cache.enable()
+  if a.sweep:
+    return sweep(a)
   if a.speed_only:
     sp = speeds({"data.num_videos": a.videos, "data.num_frames": a.frames, "data.seed": a.seeds[0]})
     print("frozen inference, frames/s (warm, predict only):", {k: round(v, 3) for k, v in sp.items()})
@@ -134,9 +181,9 @@ def main(argv=None):
         exp = tmp / f"export_{tag}_{seed}"
         export(base(), exp, progress=False)
         tgt = tmp / f"targets_{tag}_{seed}"
-        t_prop = build_targets(exp, tgt, "ditta")
+        t_prop = build_targets(exp, tgt, "ditta", a.propagator)
         if not zs_dir.exists():
-          t_zs = build_targets(exp, zs_dir, "zero_shot")
+          t_zs = build_targets(exp, zs_dir, "zero_shot", a.propagator)
           costs.setdefault("zero_shot_propagation_s", []).append(t_zs)
         n_warm = sum(len(np.load(v / "iss_probs.npy", mmap_mode="r")) for v in exp.iterdir())
         costs.setdefault(f"{tag}_flow_s_per_warmup_frame", []).append(t_prop / n_warm)
@@ -149,7 +196,7 @@ def main(argv=None):
         go("iss", base(objective="none", name="iss"), f"iss_{seed}")
         if not a.no_cotta:
           go("cotta", base(objective="cotta", name="cotta"), f"cotta_{seed}")
-        go("zero_shot_flow", base(objective="zero_shot", name="zero_shot", targets_dir=str(zs_dir)), f"zs_{seed}")
+        go(f"zero_shot_{a.propagator}", base(objective="zero_shot", name="zero_shot", targets_dir=str(zs_dir)), f"zs_{seed}")
         go("ditta", _set(base(targets_dir=str(tgt)), TUNED), f"ditta_{tag}_{seed}")
         go("ditta_ref", _set(base(targets_dir=str(tgt)), REFERENCE), f"ditta_ref_{tag}_{seed}")
         for name, flags in ABLATION.items():
@@ -168,13 +215,14 @@ def main(argv=None):
   # Zero-shot refinement per frame = the ISS forward + propagating that frame.
   zs_fps = 1.0 / (1.0 / fps_iss + costs["zero_shot_propagation_s"] * len(a.seeds) / tot_frames)
   ratios = {"ditta_without_addon_fps": sp["ditta_without_addon"], "iss_fps": fps_iss, "ditta_frozen_fps": fps_ditta, "ditta_ref_frozen_fps": fps_ditta_ref,
-            "zero_shot_flow_fps": zs_fps, "ditta_over_iss": fps_ditta / fps_iss,
-            "ditta_ref_over_iss": fps_ditta_ref / fps_iss, "ditta_over_zero_shot_flow": fps_ditta / zs_fps,
+            f"zero_shot_{a.propagator}_fps": zs_fps, "ditta_over_iss": fps_ditta / fps_iss,
+            "ditta_ref_over_iss": fps_ditta_ref / fps_iss, f"ditta_over_zero_shot_{a.propagator}": fps_ditta / zs_fps,
             "iss_probs_s_per_frame": 1.0 / fps_iss}
   if "sam2_tiny_s_per_frame" in costs:
     zs2 = 1.0 / (1.0 / fps_iss + costs["sam2_tiny_s_per_frame"])
     ratios.update(zero_shot_sam2_tiny_fps=zs2, ditta_over_zero_shot_sam2_tiny=fps_ditta / zs2)
-  print(f"\nseeds {a.seeds}, {a.videos} videos x {a.frames} frames; frames after the warm-up scored")
+  print(f"\nseeds {a.seeds}, {a.videos} videos x {a.frames} frames; frames after the warm-up scored; "
+        f"targets from the {a.propagator.upper() if a.propagator == 'oracle' else a.propagator} propagator")
   print(f"{'warm-up/method':28s} {'mIoU':>14s} {'wIoU':>7s} {'mVC8':>14s} {'mVC16':>7s} {'frames/s':>9s}")
   for k, r in rows.items():
     print(f"{k:28s} {100 * r['miou']:6.2f} +- {100 * r['miou_std']:4.2f} {100 * r['wiou']:7.2f} "
@@ -192,7 +240,8 @@ def main(argv=None):
                      "per_seed_miou_delta": d_m.tolist(), "per_seed_mvc8_delta": d_v.tolist()}
     print(f"{tag}: DiTTA - ISS  mIoU {100 * d_m.mean():+.2f} +- {100 * sd(d_m):.2f}   "
           f"mVC8 {100 * d_v.mean():+.2f} +- {100 * sd(d_v):.2f}  (points, mean +- std over seeds)")
-  out = write_json(a.json, {"seeds": a.seeds, "videos": a.videos, "frames": a.frames, "rows": rows,
+  out = write_json(a.json, {"propagator": a.propagator, "tuned": TUNED, "reference": REFERENCE,
+                            "seeds": a.seeds, "videos": a.videos, "frames": a.frames, "rows": rows,
                             "speed": ratios, "costs": costs, "findings": findings, "versions": versions()})
   print(f"wrote {out}")
 

@@ -1,7 +1,9 @@
 """`sam2-bridge`: build cached targets (SAM2 or optical flow) and DINOv2 features.
 
     sam2-bridge targets --video FRAMES --probs ISS_PROBS.npy --out CACHE.npz \
-        [--propagator flow|sam2 --sam2-config CFG --sam2-checkpoint PT --image-size 1024]
+        [--propagator flow|sam2|oracle --sam2-config CFG --sam2-checkpoint PT --image-size 1024]
+  (oracle: synthetic videos only, from the generator's instances that `ttt-jax export`
+  writes as EXPORT/<video>/instances.npy; a perfect segmenter, never a default)
     sam2-bridge targets --export-dir EXPORT --out-dir CACHE_DIR [...]   # every video
     sam2-bridge features --video FRAMES --model DINOV2_DIR --out CACHE.npz
     sam2-bridge features --export-dir EXPORT --model DINOV2_DIR --out-dir CACHE_DIR
@@ -42,7 +44,22 @@ def make_propagator(a):
     digest = (cache_schema.checkpoint_digest(a.sam2_checkpoint) if a.sam2_checkpoint
               else f"random-weights-seed{a.seed}")
     return prop, digest
-  raise SystemExit(f"unknown propagator {a.propagator!r}; expected flow or sam2")
+  if a.propagator == "oracle":
+    return None, None  # one per video: see _oracle_for
+  raise SystemExit(f"unknown propagator {a.propagator!r}; expected flow, sam2 or oracle")
+
+
+def _oracle_instances(video: Path) -> Path:
+  path = video.parent / "instances.npy"
+  if not path.is_file():
+    raise SystemExit(f"--propagator oracle needs {path} (synthetic videos exported by `ttt-jax export`)")
+  return path
+
+
+def _oracle_for(video: Path):
+  from sam2_bridge.propagators import OraclePropagator
+  prop = OraclePropagator(np.load(_oracle_instances(video)))
+  return prop, prop.teacher_digest()
 
 
 def _jobs(a, needs_probs: bool):
@@ -87,8 +104,12 @@ def cmd_targets(a):
   jobs = [j for j in _jobs(a, needs_probs=True) if not (a.export_dir and j[2].exists())]
   for video, probs_path, _ in jobs:
     _preflight(video, probs_path, a.mode)
+    if a.propagator == "oracle":
+      _oracle_instances(video)
   prop, digest = make_propagator(a)  # builds/loads SAM2 (checks config and checkpoint first)
   for video, probs_path, out in jobs:
+    if a.propagator == "oracle":
+      prop, digest = _oracle_for(video)
     arrays, secs = write_targets(out, prop, digest, read_video(video), _load_probs(probs_path),
                                  mode=a.mode, cfg=pcfg, versions=versions(),
                                  iss_digest=cache_schema.read_iss_digest(probs_path))
@@ -127,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
     if name == "targets":
       s.add_argument("--probs")
       s.add_argument("--mode", choices=("ditta", "zero_shot"), default="ditta")
-      s.add_argument("--propagator", choices=("flow", "sam2"), default="flow")
+      s.add_argument("--propagator", choices=("flow", "sam2", "oracle"), default="flow")
       s.add_argument("--sam2-config", default="configs/sam2.1/sam2.1_hiera_l.yaml")
       s.add_argument("--sam2-checkpoint", help="omit for random weights (tests only)")
       s.add_argument("--image-size", type=int, default=1024)

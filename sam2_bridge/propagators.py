@@ -157,3 +157,64 @@ class FlowPropagator:
         masks.append(m)
       prev = (f,)
       yield f, ids, np.stack(masks)
+
+
+class OraclePropagator:
+  """A perfect SAM2 for the synthetic benchmark: never a default, only to tell a
+  method's faults from its teacher's.
+
+  The object under a point prompt is the generator's instance there (a region of
+  the scene, or one moving car or person), and its mask on every frame is where
+  that instance is (`instances_THW`, written by `ttt-jax export` for synthetic
+  videos as `instances.npy`). A mask prompt keeps the instance most of it covers.
+  Classes still come from the image model's scores: the oracle only segments.
+  Every cache and table built with it says "oracle".
+  """
+  name = "oracle"
+
+  def __init__(self, instances_THW: np.ndarray):
+    self.instances = np.asarray(instances_THW)
+    if self.instances.ndim != 3:
+      raise ValueError(f"oracle instances must be T x H x W, got shape {self.instances.shape}")
+    self.frames = None
+
+  def params(self) -> dict:
+    return {"oracle": "generator instances", "instances_digest": hashlib.sha256(
+        np.ascontiguousarray(self.instances).tobytes()).hexdigest()}
+
+  def teacher_digest(self) -> str:
+    return hashlib.sha256(json.dumps(self.params(), sort_keys=True).encode()).hexdigest()
+
+  def start(self, frames_THWC):
+    self.frames = np.asarray(frames_THWC)
+    if self.instances.shape[0] < len(self.frames) or self.instances.shape[1:] != self.frames.shape[1:3]:
+      raise ValueError(f"oracle instances {self.instances.shape} do not cover the frames "
+                       f"{self.frames.shape[:3]}")
+    self.reset()
+
+  def reset(self):
+    self._objects = {}   # obj_id -> instance id (0: none)
+
+  def add_points(self, frame_idx, obj_id, points_xy, labels, hint_mask=None):
+    check_prompt(self.frames, frame_idx, points_xy)
+    pos = [p for p, l in zip(np.asarray(points_xy).reshape(-1, 2), np.asarray(labels).reshape(-1)) if l > 0]
+    x, y = (int(v) for v in pos[0]) if pos else (0, 0)
+    self._objects[obj_id] = int(self.instances[frame_idx, y, x]) if pos else -1
+
+  def add_mask(self, frame_idx, obj_id, mask_HW):
+    check_prompt(self.frames, frame_idx, mask_HW=mask_HW)
+    ids = self.instances[frame_idx][np.asarray(mask_HW, bool)]
+    self._objects[obj_id] = int(np.bincount(ids - ids.min()).argmax() + ids.min()) if ids.size else -1
+
+  def propagate(self, start_frame, *, reverse=False, max_frames=None):
+    if self.frames is None:
+      raise RuntimeError("call start(frames) before propagate")
+    if not self._objects:
+      raise RuntimeError("no objects to propagate: add a prompt first")
+    t = len(self.frames)
+    n = t if max_frames is None else max_frames
+    order = (range(start_frame, max(start_frame - n, 0) - 1, -1) if reverse
+             else range(start_frame, min(start_frame + n, t - 1) + 1))
+    ids = list(self._objects)
+    for f in order:
+      yield f, ids, np.stack([self.instances[f] == self._objects[o] for o in ids])

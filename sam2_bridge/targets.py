@@ -6,13 +6,16 @@ them, the reference (METHODS.md, DiTTA) builds object masks as follows:
 - forward, frame by frame: for each predicted class, in order of peak reliability
   R = 1 - E / max(E) (E the per-pixel entropy), one positive point at the first
   pixel (row-major) reaching that peak; used only if the peak >= `threshold` and,
-  after frame 0, not inside the union of the current tracks dilated `dilate` times;
-  at most one prompt per class per frame and `max_objects` per video. A frame that
-  adds prompts resets the propagator, re-seeds the existing objects from their
-  propagated masks, adds the new points, then propagation goes on one frame;
-- backward: reset, replay the same prompts, propagate in reverse from the last
-  prompted frame to frame 0;
-- the two passes are merged by a per-frame union.
+  after frame 0, not inside the union of the current tracks dilated `dilate` times
+  with scipy's default cross (a diamond of radius `dilate`); at most one prompt per
+  class per frame and `max_objects` per video. A frame that adds prompts resets the
+  propagator, adds the new points, re-seeds the existing objects from their
+  propagated masks, then propagation goes on one frame;
+- backward: reset, then from the last prompted frame down to frame 0, one frame at a
+  time, replaying each frame's prompts the same way (reset, points, re-seed the
+  tracked objects from their masks) and propagating in reverse;
+- merge per object (ditta/sam2_target.py `_merge`): on frame t an object prompted at
+  or before t takes its forward track, any other its backward track.
 
 `zero_shot_targets` is the zero-shot refinement baseline: first-frame prompts
 propagated forward through the whole video.
@@ -112,12 +115,19 @@ def _add(prop, p: Prompt, probs_HWC):
                   hint_mask=_hint(probs_HWC, p))
 
 
-def _dilated(masks, n):
+# scipy.ndimage.binary_dilation's default structure: the 4-connected cross.
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+
+
+def dilate_union(masks, n: int):
+  """Union of `masks` dilated `n` times by the 3x3 cross (the reference's
+  `binary_dilation(mask, iterations=n)`, i.e. a diamond of radius n), or None."""
   import cv2
+  masks = list(masks)
   if not masks:
     return None
-  u = np.any(np.stack(list(masks)), 0).astype(np.uint8)
-  return cv2.dilate(u, np.ones((3, 3), np.uint8), iterations=n).astype(bool) if n > 0 else u.astype(bool)
+  u = np.any(np.stack(masks), 0).astype(np.uint8)
+  return cv2.dilate(u, _CROSS, iterations=n).astype(bool) if n > 0 else u.astype(bool)
 
 
 def _pack(per_frame: list[dict], prompts: list[Prompt], shape_HW, extra: dict) -> dict:
@@ -134,6 +144,24 @@ def _pack(per_frame: list[dict], prompts: list[Prompt], shape_HW, extra: dict) -
       "prompt_scores": np.array([p.score for p in prompts], np.float32), **extra}
 
 
+def _reseed(prop, t: int, new: list[Prompt], tracked: dict, probs_HWC):
+  """The reference's prompt frame: reset, the new points, then the tracked objects'
+  masks on frame `t` (SAM2 wants every prompt of a frame before it tracks it)."""
+  prop.reset()
+  for p in new:
+    _add(prop, p, probs_HWC)
+  for o, m in tracked.items():
+    prop.add_mask(t, o, m)
+
+
+def _step(prop, t: int, last: bool, reverse: bool):
+  """Propagates from frame t by one frame (none if `last`): `(masks on t, masks on the next)`."""
+  here, nxt = {}, {}
+  for f, ids, masks in prop.propagate(t, reverse=reverse, max_frames=0 if last else 1):
+    (here if f == t else nxt).update(zip(ids, masks))
+  return here, nxt
+
+
 def ditta_targets(prop, frames_THWC, probs_WHWC, cfg: PromptConfig = PromptConfig()) -> dict:
   """Object masks of the `W` warm-up frames, `W = len(probs)`; returns cache arrays."""
   frames = np.asarray(frames_THWC)
@@ -143,33 +171,35 @@ def ditta_targets(prop, frames_THWC, probs_WHWC, cfg: PromptConfig = PromptConfi
   prop.start(frames[:w])
   prompts: list[Prompt] = []
   fwd = [dict() for _ in range(w)]
-  cur: dict[int, np.ndarray] = {}
+  cur: dict[int, np.ndarray] = {}   # the tracks propagated onto the current frame
   for t in range(w):
-    new = sample_prompts(probs_WHWC[t], _dilated(cur.values(), cfg.dilate) if t > 0 else None, t,
+    new = sample_prompts(probs_WHWC[t], dilate_union(cur.values(), cfg.dilate) if t > 0 else None, t,
                          len(prompts), cfg.max_objects - len(prompts), cfg)
     if new:
-      prop.reset()
-      for o, m in cur.items():
-        prop.add_mask(t, o, m)
-      for p in new:
-        _add(prop, p, probs_WHWC[t])
+      _reseed(prop, t, new, cur, probs_WHWC[t])
       prompts += new
     if not prompts:
       continue
-    for f, ids, masks in prop.propagate(t, max_frames=1 if t + 1 < w else 0):
-      d = dict(zip(ids, masks))
-      if f == t:
-        fwd[t] = d
-      elif f == t + 1:
-        cur = d
+    fwd[t], cur = _step(prop, t, t + 1 == w, reverse=False)
   bwd = [dict() for _ in range(w)]
   if prompts:
-    prop.reset()
+    by_frame: dict[int, list[Prompt]] = {}
     for p in prompts:
-      _add(prop, p, probs_WHWC[p.frame])
-    for f, ids, masks in prop.propagate(max(p.frame for p in prompts), reverse=True):
-      bwd[f] = dict(zip(ids, masks))
-  merged = [{**a, **{o: m | a[o] if o in a else m for o, m in b.items()}} for a, b in zip(fwd, bwd)]
+      by_frame.setdefault(p.frame, []).append(p)
+    last = max(by_frame)
+    prop.reset()
+    cur = {}
+    for t in range(last, -1, -1):
+      if t in by_frame:
+        _reseed(prop, t, by_frame[t], cur, probs_WHWC[t])
+      bwd[t], cur = _step(prop, t, t == 0, reverse=True)
+  prompted_at = {p.obj_id: p.frame for p in prompts}
+  merged = [dict() for _ in range(w)]
+  for t in range(w):
+    for o, f in prompted_at.items():
+      track = fwd[t] if f <= t else bwd[t]
+      if o in track:
+        merged[t][o] = track[o]
   return _pack(merged, prompts, frames.shape[1:3],
                {"seconds": np.float64(time.perf_counter() - t0)})
 

@@ -150,3 +150,99 @@ def test_export_records_its_model_and_refuses_to_mix_models(targets, tmp_path):
   c.model.checkpoint = "random"                                          # another model, same folder
   with pytest.raises(ValueError, match="exported with another ISS model"):
     export(c, tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------
+# Fidelity to the reference (jihun1998/DiTTA): each test fails under the earlier rule.
+# ---------------------------------------------------------------------------
+
+
+def _runner_and_clip(targets, **method):
+  c = _config(targets, **method)
+  v, mc, _ = load_source_model(c.model, c.data.num_classes)
+  runner = VideoRunner(c, v, mc)
+  vid = sorted(p.name for p in (targets / "export").iterdir())[0]
+  frames = np.load(targets / "export" / vid / "frames.npy")
+  return runner, runner.prepare(frames, vid), vid
+
+
+def test_distillation_label_is_the_iss_prediction_where_no_object_gives_a_class(targets):
+  """ditta/tta.py: `distill_label = iss_pred.clone(); distill_label[keep] = label[keep]`:
+  every warm-up pixel is supervised, by the ISS argmax where no object gives a class."""
+  runner, packed, vid = _runner_and_clip(targets)
+  probs = np.load(targets / "export" / vid / "iss_probs.npy")
+  w = len(probs)
+  cls, objs = packed[:w, ..., 6], packed[:w, ..., 7]
+  assert (cls != 255).all()
+  uncovered = objs == 255
+  assert uncovered.any() and (~uncovered).any()
+  np.testing.assert_array_equal(cls[uncovered], probs.argmax(-1)[uncovered])
+
+
+def test_addon_value_is_frame_t_minus_1s_live_logits_with_gradient(targets):
+  """The add-on's value (the reference's x[0, 0]) carries gradient into the plain
+  classifier; detached (the earlier rule), the add-on term gives it none."""
+  import jax
+  full, packed, _ = _runner_and_clip(targets, ditta_contrast=False)
+  plain, _, _ = _runner_and_clip(targets, ditta_contrast=False, ditta_addon=False)
+  batch = packed[1:2]                                       # frame 1: it has a previous frame
+  key = jax.random.key(3)
+  g = lambda r: jax.grad(lambda tr: r.learner.loss_fn(tr, r.frozen, batch, key)[0])(r.trainable)
+  g_full, g_plain = g(full), g(plain)
+  addon_part = (np.asarray(g_full["params"]["decode_head"]["classifier"]["kernel"])
+                - np.asarray(g_plain["params"]["decode_head"]["classifier"]["kernel"]))
+  assert np.abs(addon_part).max() > 1e-6
+
+
+def test_momentum_follows_the_parameters_after_each_optimizer_step(targets):
+  """ditta/tta.py updates the EMA after `optimizer.step()`: m' = 0.99 m + 0.01 w_new
+  (the earlier rule used the weights before the step; lr 1e-2 makes the two differ by
+  far more than the tolerance)."""
+  import jax
+  from ttt_jax.engine.step import Tick, make_step
+  runner, packed, _ = _runner_and_clip(targets, lr=1e-2)
+  state = runner.state_for(packed[0], 0)
+  m0 = jax.tree.map(np.asarray, state.frozen["momentum"])
+  on = np.array(True)
+  new, _ = jax.jit(make_step(runner.learner, runner.step_cfg))(
+      state, Tick(frame_HWC=packed[1], push=on, adapt=on, predict=np.array(False)))
+  want = jax.tree.map(lambda m, w: 0.99 * m + 0.01 * np.asarray(w), m0, new.trainable)
+  for a, b in zip(jax.tree.leaves(new.frozen["momentum"]), jax.tree.leaves(want)):
+    np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-7)
+  assert not trees_equal(new.trainable, runner.trainable)
+
+
+def test_momentum_model_runs_in_train_mode_on_the_same_clip(targets):
+  """The prototypes come from the momentum model in train mode on the clip (t-1, t):
+  its BatchNorm uses the clip's statistics, so frame t-1 changes frame t's prototypes
+  (in eval mode, as before, it could not)."""
+  import jax
+  runner, packed, _ = _runner_and_clip(targets)
+  batch = packed[1:2].copy()
+  key = jax.random.key(0)
+  protos = lambda b: np.asarray(runner.learner.loss_fn(runner.trainable, runner.frozen, b, key)[1]
+                                ["ditta_state"]["protos"])
+  other = batch.copy()
+  other[..., 3:6] = packed[-1:, ..., :3]                    # another frame as t-1
+  assert np.abs(protos(batch) - protos(other)).max() > 1e-4
+
+
+def test_cotta_teacher_follows_the_student_after_the_step_then_restores(targets):
+  """CoTTA's order: optimizer step, teacher EMA of the updated student (0.999), then
+  stochastic restore of the student towards the source weights."""
+  import jax
+  from ttt_jax.engine.step import Tick, make_step
+  c = _config(targets, "cotta")
+  c.method.cotta_restore = 1.0                              # restore everything: student = source
+  c.method.lr = 1.0                                         # a step the EMA's 0.001 share shows
+  v, mc, _ = load_source_model(c.model, c.data.num_classes)
+  runner = VideoRunner(c, v, mc)
+  frames = np.load(next((targets / "export").iterdir()) / "frames.npy")
+  state = runner.state_for(frames[0], 0)
+  on = np.array(True)
+  new, _ = jax.jit(make_step(runner.learner, runner.step_cfg))(
+      state, Tick(frame_HWC=frames[0], push=on, adapt=on, predict=np.array(False)))
+  assert trees_equal(new.trainable, runner.frozen["source"])          # fully restored
+  moved = max(float(np.abs(np.asarray(a) - np.asarray(b)).max()) for a, b in
+              zip(jax.tree.leaves(new.frozen["momentum"]), jax.tree.leaves(runner.frozen["momentum"])))
+  assert moved > 1e-4                                       # the EMA saw the updated student

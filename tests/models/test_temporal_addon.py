@@ -32,3 +32,22 @@ def test_addon_shapes_and_finite_gradients():
   assert out.shape == (1, 4, 4, 5)
   g = jax.grad(lambda p: m.apply(p, f, f, lo).sum())(params)
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(g))
+
+
+def test_addon_and_projection_start_from_pytorchs_default_init():
+  """The reference's add-on and projection are nn.Linear / 1x1 nn.Conv2d with PyTorch's
+  default init: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)), biases non-zero."""
+  import jax.numpy as jnp
+  from ttt_jax.models.temporal_addon import ProjectionHead
+  d, fan_in = 256, 64
+  f = jnp.zeros((1, 4, 4, fan_in))
+  p = ProjectionHead(dim=d).init(jax.random.key(0), f)["params"]
+  bound = 1 / np.sqrt(fan_in)
+  for leaf in (p["fc1"]["kernel"], p["fc1"]["bias"]):
+    a = np.asarray(leaf)
+    assert np.abs(a).max() <= bound and np.abs(a).max() > 0.9 * bound, a.max()
+    np.testing.assert_allclose(a.std(), bound / np.sqrt(3), rtol=0.15)   # uniform's std
+  a = np.asarray(p["fc2"]["bias"])
+  assert np.abs(a).max() <= 1 / np.sqrt(d) and np.abs(a).min() >= 0 and np.any(a != 0)
+  q = TemporalAddon(dim=d, radius=1).init(jax.random.key(1), f, f, jnp.zeros((1, 4, 4, 3)))["params"]
+  assert np.abs(np.asarray(q["query"]["fc1"]["bias"])).max() > 0.5 / np.sqrt(fan_in)

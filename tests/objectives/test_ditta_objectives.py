@@ -40,10 +40,42 @@ def test_prototypes_running_average_and_contrast():
   assert s1.tolist() == [True, True, False, False]
   p2, _ = obj.update_prototypes(feat, rel, objs, p1, s1)
   np.testing.assert_allclose(p2[0], p1[0], rtol=1e-5)     # normalise((p + p) / 2) = p
-  loss = obj.contrast_loss(feat, objs, p1, s1)
+  loss = obj.contrast_loss(feat, objs, p1)
   logits = np.asarray(jnp.einsum("nhwd,kd->nhwk", feat, p1))[..., :2]
   lsm = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-  np.testing.assert_allclose(loss, -(lsm[0, 0, 0, 0] + lsm[0, 0, 1, 0] + lsm[0, 1, 0, 1]) / 3, rtol=1e-5)
+  # ditta/tta.py `cross_entropy`: the mean over all 4 pixels, the object-less one as 0
+  # (a mean over the 3 object pixels, as before, gives 4/3 of this).
+  np.testing.assert_allclose(loss, -(lsm[0, 0, 0, 0] + lsm[0, 0, 1, 0] + lsm[0, 1, 0, 1]) / 4, rtol=1e-5)
+
+
+def test_contrast_negatives_are_the_current_frames_objects_only():
+  """The reference's logits are over the prototypes of the objects present in the
+  frame: a prototype seen on an earlier frame (object 2 here) is no negative."""
+  feat = obj.l2n(jax.random.normal(jax.random.key(2), (1, 2, 2, 3)))
+  protos = obj.l2n(jax.random.normal(jax.random.key(3), (3, 3)))
+  objs = jnp.array([[[0, 0], [1, 1]]])
+  loss = obj.contrast_loss(feat, objs, protos, 0.5)
+  lo = np.asarray(jnp.einsum("nhwd,kd->nhwk", feat, protos))[0, ..., :2] / 0.5
+  lsm = lo - np.log(np.exp(lo).sum(-1, keepdims=True))
+  want = -(lsm[0, 0, 0] + lsm[0, 1, 0] + lsm[1, 0, 1] + lsm[1, 1, 1]) / 4
+  np.testing.assert_allclose(loss, want, rtol=1e-5)
+  lo3 = np.asarray(jnp.einsum("nhwd,kd->nhwk", feat, protos))[0] / 0.5   # all three: differs
+  lsm3 = lo3 - np.log(np.exp(lo3).sum(-1, keepdims=True))
+  assert abs(float(loss) + (lsm3[0, 0, 0] + lsm3[0, 1, 0] + lsm3[1, 0, 1] + lsm3[1, 1, 1]) / 4) > 1e-3
+
+
+def test_prototype_reliability_is_the_entropy_of_softmaxed_probabilities():
+  """ditta/tta.py: softmax_entropy(prob_mo), prob_mo already probabilities, then min-max."""
+  probs = jax.nn.softmax(jax.random.normal(jax.random.key(4), (1, 3, 3, 5)) * 3)
+  p2 = np.asarray(jax.nn.softmax(probs))
+  e = -(p2 * np.log(p2)).sum(-1)
+  want = 1 - (e - e.min()) / (e.max() - e.min())
+  got = obj.minmax(obj.prototype_reliability(probs, double_softmax=True))
+  np.testing.assert_allclose(got[0], want[0], rtol=1e-4, atol=1e-5)
+  p1 = np.asarray(probs)
+  e1 = -(p1 * np.log(p1)).sum(-1)
+  single = obj.minmax(obj.prototype_reliability(probs, double_softmax=False))
+  np.testing.assert_allclose(single[0], (1 - (e1 - e1.min()) / (e1.max() - e1.min()))[0], rtol=1e-4, atol=1e-5)
 
 
 def test_class_scores_formula_and_painting_order():
@@ -64,3 +96,20 @@ def test_class_scores_formula_and_painting_order():
   cls_map, obj_map = ditta_targets.paint(masks, np.array([0, 2]), np.array([0.5, 0.1]))
   assert obj_map[0, 0, 1] == 0 and cls_map[0, 0, 1] == 0     # the higher score is painted last
   assert obj_map[0, 1, 1] == 255 and cls_map[0, 1, 1] == 255  # outside every object: ignored
+
+
+def test_score_zero_objects_are_painted_without_a_class_and_iss_fills_the_rest():
+  """ditta/sam2_target.py `_render` paints every object; `target_to_label` gives a
+  score-0 object no class; ditta/tta.py fills every class-less pixel with the ISS
+  prediction (`distill_label = iss_pred.clone(); distill_label[keep] = label[keep]`)."""
+  masks = np.zeros((1, 2, 2, 3), bool)
+  masks[0, 0] = [[True, True, False], [False, False, False]]
+  masks[0, 1] = [[False, True, True], [False, False, False]]   # score 0, painted first
+  cls_map, obj_map = ditta_targets.paint(masks, np.array([4, 6]), np.array([0.3, 0.0]))
+  np.testing.assert_array_equal(obj_map[0], [[0, 0, 1], [255, 255, 255]])
+  np.testing.assert_array_equal(cls_map[0], [[4, 4, 255], [255, 255, 255]])
+  probs = np.zeros((1, 2, 3, 8), np.float32)
+  probs[0, ..., 2] = 1.0
+  probs[0, 1, 0] = np.eye(8)[7]
+  label = ditta_targets.fill_with_iss(cls_map, probs)
+  np.testing.assert_array_equal(label[0], [[4, 4, 2], [7, 2, 2]])   # every pixel supervised

@@ -10,7 +10,10 @@ import ml_collections
 
 
 def load_config_file(path) -> ml_collections.ConfigDict:
-  """Imports a config file and returns its `get_config()`."""
+  """Imports a config file and returns its `get_config()`; `FILE.py:ARG` returns
+  `get_config(ARG)`, the file's named variant (big_vision's convention)."""
+  path, _, arg = str(path).partition(".py:")
+  path = path + ".py" if arg or not Path(path).suffix and Path(path + ".py").is_file() else path
   p = Path(path)
   if not p.is_file():
     raise FileNotFoundError(f"config file {p} does not exist")
@@ -19,7 +22,7 @@ def load_config_file(path) -> ml_collections.ConfigDict:
   spec.loader.exec_module(mod)
   if not hasattr(mod, "get_config"):
     raise ValueError(f"config file {p} defines no get_config()")
-  return mod.get_config()
+  return mod.get_config(arg) if arg else mod.get_config()
 
 
 def _all_keys(cfg, prefix=""):

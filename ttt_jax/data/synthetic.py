@@ -114,7 +114,12 @@ class _Mover:
 
 
 def _draw_mover(img, lab, m: _Mover, tex):
-  h, w = lab.shape
+  mb = _mover_mask(lab.shape, m)
+  _fill(img, lab, mb, CLASSES.index(m.cls), m.rgb, tex, 30)
+
+
+def _mover_mask(shape_HW, m: _Mover) -> np.ndarray:
+  h, w = shape_HW
   mask = np.zeros((h, w), np.uint8)
   s = m.size
   if m.cls == "car":
@@ -123,8 +128,7 @@ def _draw_mover(img, lab, m: _Mover, tex):
   else:
     cv2.ellipse(mask, (int(m.x), int(m.y - 0.9 * s)), (max(1, int(0.3 * s)), int(0.9 * s)), 0, 0, 360, 1, -1)
     cv2.circle(mask, (int(m.x), int(m.y - 2.0 * s)), max(1, int(0.3 * s)), 1, -1)
-  mb = mask.astype(bool)
-  _fill(img, lab, mb, CLASSES.index(m.cls), m.rgb, tex, 30)
+  return mask.astype(bool)
 
 
 # ---------------------------------------------------------------------------
@@ -181,8 +185,23 @@ def apply_shift(frame_HW3: np.ndarray, sev: np.ndarray, rng) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
-def make_video(spec: VideoSpec):
-  """Renders one video. Returns `(frames_THW3 uint8, labels_THW uint8, severities_TS)`."""
+def _background_instances(lab_HW: np.ndarray) -> np.ndarray:
+  """Instance ids of the static canvas: each 4-connected region of one class, from 1."""
+  inst = np.zeros(lab_HW.shape, np.int32)
+  nxt = 1
+  for c in np.unique(lab_HW):
+    n, comp = cv2.connectedComponents((lab_HW == c).astype(np.uint8), connectivity=4)
+    inst[comp > 0] = comp[comp > 0] + nxt - 1
+    nxt += n - 1
+  return inst
+
+
+def make_video(spec: VideoSpec, *, instances: bool = False):
+  """Renders one video. Returns `(frames_THW3 uint8, labels_THW uint8, severities_TS)`, and
+  with `instances` also `instances_THW int32`: what the generator knows of each object
+  (a background region of the scene, or one moving car or person), the same id on every
+  frame it appears in. Only the oracle propagator reads them; they draw no random numbers,
+  so frames and labels are the same either way."""
   rng = np.random.default_rng(spec.seed)
   t, h, w = spec.num_frames, spec.height, spec.width
   pan = int(rng.uniform(0.3, 0.8) * w)
@@ -204,17 +223,24 @@ def make_video(spec: VideoSpec):
   direction = rng.choice([-1, 1])
   frames = np.zeros((t, h, w, 3), np.uint8)
   labels = np.zeros((t, h, w), np.uint8)
+  bg_inst = _background_instances(bg_lab) if instances else None
+  inst_all = np.zeros((t, h, w), np.int32)
   for i in range(t):
     img, lab = bg_img.copy(), bg_lab.copy()
-    for m in movers:
+    inst = bg_inst.copy() if instances else None
+    for j, m in enumerate(movers):
       m.x = (m.x + m.vx) % cw
       _draw_mover(img, lab, m, tex)
+      if instances:  # later (nearer) movers cover earlier ones, as in the drawing
+        inst[_mover_mask(lab.shape, m)] = 1_000_000 + j
     off = int(round((pan * i / max(t - 1, 1)) if direction > 0 else pan * (1 - i / max(t - 1, 1))))
     off = int(np.clip(off + rng.integers(-1, 2), 0, pan))
     clean = np.clip(img[:, off:off + w], 0, 255).astype(np.uint8)
     frames[i] = apply_shift(clean, sev[i], shift_rng) if spec.shift else clean
     labels[i] = lab[:, off:off + w]
-  return frames, labels, sev
+    if instances:
+      inst_all[i] = inst[:, off:off + w]
+  return (frames, labels, sev, inst_all) if instances else (frames, labels, sev)
 
 
 def make_stills(seed: int, num: int, height: int = 64, width: int = 64):
@@ -226,6 +252,21 @@ def make_stills(seed: int, num: int, height: int = 64, width: int = 64):
                                    width=width, shift=False))
     imgs[n], labs[n] = f[0], l[0]
   return imgs, labs
+
+
+def benchmark_instances(video_id: str, *, num_frames: int, height: int, width: int,
+                        shuffled: bool = False, max_severity: float = 1.0) -> np.ndarray:
+  """`instances_THW` of a `benchmark_videos` video, by its id (for the oracle propagator)."""
+  try:
+    _, seed, v = video_id.split("_")
+    s = int(seed) * 1000 + int(v)
+  except ValueError as e:
+    raise ValueError(f"{video_id!r} is no synthetic benchmark video id (synth_<seed>_<index>)") from e
+  *_, inst = make_video(VideoSpec(seed=s, num_frames=num_frames, height=height, width=width,
+                                  max_severity=max_severity), instances=True)
+  if shuffled:
+    inst = inst[np.random.default_rng(s).permutation(num_frames)]
+  return inst
 
 
 def shuffle_frames(frames, labels, seed: int):

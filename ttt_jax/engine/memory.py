@@ -44,11 +44,32 @@ def push(mem: FrameMemory, frame_HWC: jax.Array, enabled=True) -> FrameMemory:
       head=jnp.where(enabled, (mem.head + 1) % k, mem.head))
 
 
-def sample(mem: FrameMemory, key: jax.Array, batch_size: int) -> jax.Array:
-  """`batch_size` frames drawn uniformly with replacement from the valid slots.
+SAMPLINGS = ("iid", "balanced")
 
-  Returns `B, H, W, C`. With no valid slot it returns slot 0 (zeros); callers
-  gate the update on `count > 0`.
+
+def sample_indices(mem: FrameMemory, key: jax.Array, batch_size: int, scheme: str = "iid") -> jax.Array:
+  """Slots of a batch drawn from the valid slots, int32 `B`.
+
+  'iid': uniform with replacement (the paper's description). 'balanced': the
+  reference's sampler: the window is shuffled each tick and read round-robin, so
+  every stored frame appears floor(B / count) or ceil(B / count) times and the
+  newest frame is always in the batch. With no valid slot both return slot 0.
   """
-  idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(mem.count, 1))
-  return mem.frames_KHWC[idx]
+  if scheme == "iid":
+    return jax.random.randint(key, (batch_size,), 0, jnp.maximum(mem.count, 1))
+  if scheme != "balanced":
+    raise ValueError(f"unknown window sampling {scheme!r}; expected one of {SAMPLINGS}")
+  k = mem.capacity
+  slots = jnp.arange(k)
+  newest = (mem.head - 1) % k
+  noise = jax.random.uniform(key, (k,))
+  # valid slots in random order, the newest first, invalid ones last
+  noise = jnp.where(slots >= mem.count, 2.0, jnp.where(slots == newest, -1.0, noise))
+  order = jnp.argsort(noise)
+  return order[jnp.arange(batch_size) % jnp.maximum(mem.count, 1)]
+
+
+def sample(mem: FrameMemory, key: jax.Array, batch_size: int, scheme: str = "iid") -> jax.Array:
+  """`batch_size` frames of the window (`sample_indices`), `B, H, W, C`. With no valid
+  slot it returns slot 0 (zeros); callers gate the update on `count > 0`."""
+  return mem.frames_KHWC[sample_indices(mem, key, batch_size, scheme)]

@@ -25,8 +25,10 @@ LossFn = Callable[[PyTree, PyTree, jax.Array, jax.Array], tuple[jax.Array, PyTre
 PredictFn = Callable[[PyTree, PyTree, jax.Array], jax.Array]
 # reset_fn(trainable, anchor, frozen, frame_HWC) -> bool scalar: restore the anchor
 ResetFn = Callable[[PyTree, PyTree, PyTree, jax.Array], jax.Array]
-# post_update_fn(trainable, anchor, key) -> trainable, after each optimizer step
-PostUpdateFn = Callable[[PyTree, PyTree, jax.Array], PyTree]
+# post_update_fn(trainable, frozen, anchor, key) -> (trainable, frozen), after each
+# optimizer step: sees the updated parameters (e.g. a momentum copy kept in `frozen`
+# follows them, as PyTorch loops update their EMA after `optimizer.step()`).
+PostUpdateFn = Callable[[PyTree, PyTree, PyTree, jax.Array], tuple[PyTree, PyTree]]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -57,6 +59,8 @@ class StepConfig:
     batch_size: frames drawn with replacement from the window per step.
     reset_opt_state: rebuild the optimizer state every tick (the reference does).
     ema_decay: keep an EMA of the trainable parameters with this decay, or None.
+    sampling: how a batch is drawn from the window ('iid' or 'balanced', see
+      `memory.sample_indices`).
   """
   carry_params: bool = True
   window: int = 1
@@ -64,8 +68,11 @@ class StepConfig:
   batch_size: int = 1
   reset_opt_state: bool = True
   ema_decay: float | None = None
+  sampling: str = "iid"
 
   def __post_init__(self):
+    if self.sampling not in mem_lib.SAMPLINGS:
+      raise ValueError(f"sampling must be one of {mem_lib.SAMPLINGS}, got {self.sampling!r}")
     if self.window < 1:
       raise ValueError(f"window (memory size k) must be >= 1, got {self.window}")
     if self.steps_per_frame < 0:
@@ -125,13 +132,13 @@ def make_step(learner: Learner, cfg: StepConfig):
     def one_update(carry, key):
       trainable, frozen, opt_state, skipped = carry
       k_batch, k_loss, k_post = jax.random.split(key, 3)
-      batch = mem_lib.sample(memory, k_batch, cfg.batch_size)
+      batch = mem_lib.sample(memory, k_batch, cfg.batch_size, cfg.sampling)
       (loss, new_frozen), grads = jax.value_and_grad(learner.loss_fn, has_aux=True)(
           trainable, frozen, batch, k_loss)
       updates, new_opt = opt.update(grads, opt_state, trainable)
       new_tr = optax.apply_updates(trainable, updates)
       if learner.post_update_fn is not None:
-        new_tr = learner.post_update_fn(new_tr, anchor, k_post)
+        new_tr, new_frozen = learner.post_update_fn(new_tr, new_frozen, anchor, k_post)
       ok = jnp.isfinite(loss) & _all_finite(grads)
       # A non-finite loss never reaches the carried parameters: skip and count.
       carry = (_select(ok, new_tr, trainable), _select(ok, new_frozen, frozen),

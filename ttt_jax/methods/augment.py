@@ -28,6 +28,23 @@ def random_resized_crop(key, images_BHWC, *, min_scale: float = 1.0, flip: bool 
   return jax.vmap(one)(jax.random.split(key, b), images_BHWC)
 
 
+def random_crop(key, images_BHWC, crop_hw: tuple[int, int]):
+  """A random `crop_hw` window of each image at native scale (no resize, no flip), each
+  sample its own position: the reference's TTT crop (detectron2's RandomCrop after a
+  resize to the test size). `crop_hw` of `(0, 0)` or the image size returns the images."""
+  b, h, w, c = images_BHWC.shape
+  ch, cw = crop_hw
+  if (ch, cw) in ((0, 0), (h, w)):
+    return images_BHWC
+  if not (0 < ch <= h and 0 < cw <= w):
+    raise ValueError(f"crop size {crop_hw} does not fit in {h} x {w} frames")
+  ky, kx = jax.random.split(key)
+  y0 = jax.random.randint(ky, (b,), 0, h - ch + 1)
+  x0 = jax.random.randint(kx, (b,), 0, w - cw + 1)
+  return jax.vmap(lambda img, y, x: jax.lax.dynamic_slice(img, (y, x, 0), (ch, cw, c)))(
+      images_BHWC, y0, x0)
+
+
 def photometric_distortion(key, images_BHW3, *, brightness: float = 32.0,
                            contrast: tuple[float, float] = (0.5, 1.5),
                            saturation: tuple[float, float] = (0.5, 1.5)):

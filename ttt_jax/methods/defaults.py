@@ -25,8 +25,12 @@ def video_config() -> ml_collections.ConfigDict:
   m.mask_ratio = 0.85
   m.masked_only = False
   m.norm_pix = False
-  m.crop_min_scale = 0.5         # each sample its own crop (area share in [min, 1])
-  m.flip = True
+  m.crop = "native"              # native: the reference's crop at native scale; resized: zoom + flip
+  m.crop_size = (0, 0)           # native crop, pixels (multiples of 32); (0, 0) = the whole frame
+  m.crop_min_scale = 0.5         # resized: each sample its own crop (area share in [min, 1])
+  m.flip = True                  # resized: random horizontal flip
+  m.drop_path = True             # stochastic depth in TTT steps (the model's rate)
+  m.window_sampling = "iid"      # iid: with replacement (paper); balanced: the reference code's
   m.st_threshold = 0.9
   m.st_mask_ratio = 0.8
   m.class_balance_reset = False
@@ -54,8 +58,11 @@ def video_config() -> ml_collections.ConfigDict:
   m.cotta_scales = (1.0, 1.5, 2.0)
 
   c.model = md = ml_collections.ConfigDict()
-  md.checkpoint = "builtin"      # a model dir, 'builtin' (shipped synthetic source model) or 'random'
+  md.checkpoint = "builtin"      # a model dir, 'builtin' (shipped synthetic source model),
+                                 # 'builtin_bn' (BatchNorm head; DiTTA's ISS) or 'random'
+  md.drop_path_rate = -1.0       # stochastic depth in train-mode passes; < 0: the checkpoint's
   md.size = "tiny"               # used with checkpoint='random'
+  md.head_norm = "batch"         # used with checkpoint='random': batch | group | layer
   md.init_seed = 0
 
   c.data = d = ml_collections.ConfigDict()
@@ -87,9 +94,13 @@ def ditta_config(*, warmup: float = 0.1, objective: str = "ditta", name: str = "
   ablations and its baselines ('none' = the ISS model, 'cotta', 'zero_shot').
 
   Reference settings (METHODS.md): decoder-only AdamW lr 1e-3, betas (0.9, 0.999),
-  weight decay 0.01, no clipping, 5 passes over the warm-up frames, one step per frame.
+  weight decay 0.01, no clipping, 5 passes over the warm-up frames, one step per frame;
+  the ISS model is a SegFormer with its BatchNorm decode head ('builtin_bn' here) and
+  train-mode passes use stochastic depth 0.1 (the reference's MiT-B5).
   """
   c = video_config()
+  c.model.checkpoint = "builtin_bn"
+  c.model.drop_path_rate = 0.1
   m = c.method
   m.name, m.objective = name, objective
   m.warmup_fraction = warmup

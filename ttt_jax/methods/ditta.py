@@ -13,8 +13,16 @@ targets (and the contrast's objects) are the momentum model's own predictions.
 Ticks carry packed uint8 frames: channels [RGB_t, RGB_{t-1}, target class,
 target object, has-previous] (`pack_frames`); prediction uses RGB_t only.
 
-Departures from the reference, all on the frozen encoder side: no drop path in the
-encoder (the model has none), and the momentum model runs in eval mode.
+As the reference (jihun1998/DiTTA, ditta/tta.py and ditta/segformer.py): the
+distillation label is the ISS prediction wherever no object gives a class; both CE
+terms and the contrast are averaged over all pixels; the contrast's classes are the
+prototypes of the objects in the current frame; the add-on's value is frame t-1's
+live logits (with gradient); the add-on and projection head start from PyTorch's
+default init; the momentum model runs in train mode on the same clip and follows
+the parameters after each optimizer step; prototype reliability is the entropy of
+softmax(momentum probabilities); the decoder drops whole channels (Dropout2d) and
+the encoder uses stochastic depth when the model config has a rate
+(`model.drop_path_rate`; the reference's MiT-B5 uses 0.1).
 """
 from __future__ import annotations
 
@@ -98,20 +106,31 @@ def _seg_params(params):
 # ---------------------------------------------------------------------------
 
 
+def _momentum_update(momentum: float):
+  """`post_update_fn` keeping `frozen['momentum']` an EMA of the trained parameters,
+  taken after each optimizer step (the reference's `_update_momentum` follows
+  `optimizer.step()`)."""
+  def post(trainable, frozen, anchor, key):
+    mom = optax.incremental_update(trainable, frozen["momentum"], 1.0 - momentum)
+    return trainable, {**frozen, "momentum": mom}
+  return post
+
+
 def _ditta_learner(task: SegTask, m):
   addon, proj = _modules(task, m)
   use_addon, distill, contrast = m.ditta_addon, m.ditta_distill, m.ditta_contrast
-  momentum = m.ditta_momentum
+  double = m.ditta_double_softmax
 
   def forward(params, rest, x_NHW4, *, train, key=None):
-    """(logits, fused features, new batch_stats) of the segmentation model."""
+    """(logits, fused features, new batch_stats) of the segmentation model; in train mode
+    with the decoder's BatchNorm on batch statistics, dropout and stochastic depth."""
     v = {**rest, "params": _seg_params(params)}
     if train:
       (lo, fe), upd = task.model.apply(v, x_NHW4, method="segment_with_features", train=True,
                                        rngs={"dropout": key}, mutable=["batch_stats"])
-      return lo, fe, upd["batch_stats"]
+      return lo, fe, upd.get("batch_stats", rest.get("batch_stats"))
     lo, fe = task.model.apply(v, x_NHW4, method="segment_with_features")
-    return lo, fe, rest["batch_stats"]
+    return lo, fe, rest.get("batch_stats")
 
   def up(x, hw):
     return jax.image.resize(x, (x.shape[0], *hw, x.shape[-1]), "bilinear")
@@ -122,26 +141,34 @@ def _ditta_learner(task: SegTask, m):
     has_prev = (batch_BHWC[:, 0, 0, 8] > 0).astype(jnp.float32)
     hw = x.shape[1:3]
     b = x.shape[0]
+    k_live, k_mom = jax.random.split(key)
     rest = _model_variables(frozen)
     params = merge_params(trainable, frozen)["params"]
-    inp = visible_input(normalise(jnp.concatenate([x, xp], 0)))
-    lo2, fe2, stats = forward(params, rest, inp, train=True, key=key)
+    # The clip (t, t-1) in one train-mode pass: BatchNorm statistics over both frames,
+    # as the reference's 2-frame clip. (Frame 0 has no t-1: the frame is repeated,
+    # which leaves the batch statistics those of the single frame.)
+    clip = visible_input(normalise(jnp.concatenate([x, xp], 0)))
+    lo2, fe2, stats = forward(params, rest, clip, train=True, key=k_live)
     lo, lo_prev, fe, fe_prev = lo2[:b], lo2[b:], fe2[:b], fe2[b:]
-    # The momentum model: EMA of the trained parameters (updated with this step's
-    # pre-update values, i.e. after the previous optimizer step), eval mode.
+    # The momentum model, in train mode on the same clip (the reference's
+    # `momentum_model.train()`), with its own dropout and stochastic-depth draws.
     mom = jax.tree.map(jax.lax.stop_gradient, frozen["momentum"])
     mom_params = merge_params(mom, frozen)["params"]
-    mlo, mfe, _ = forward(mom_params, rest, visible_input(normalise(x)), train=False)
+    mlo2, mfe2, _ = forward(mom_params, rest, clip, train=True, key=k_mom)
+    mlo, mfe = jax.lax.stop_gradient(mlo2[:b]), jax.lax.stop_gradient(mfe2[:b])
     mprobs = jax.nn.softmax(up(mlo, hw), -1)
     own = jnp.argmax(mprobs, -1)
+    # Distillation: the cached class map already holds the ISS prediction wherever no
+    # object covers a pixel (Eq. 5), so every pixel is supervised.
     target = tgt if distill else own
     plain_up = up(lo, hw)
     loss = jnp.zeros((), jnp.float32)
     if distill or use_addon:
-      loss += obj.distill_loss(plain_up, target, double_softmax=m.ditta_double_softmax)
+      loss += obj.distill_loss(plain_up, target, double_softmax=double)
     if use_addon:
-      a_lo = addon.apply({"params": params["ditta_addon"]}, fe, fe_prev, jax.lax.stop_gradient(lo_prev))
-      per = jax.vmap(lambda l, t: obj.distill_loss(l[None], t[None], double_softmax=m.ditta_double_softmax))(
+      # The value is frame t-1's live logits, gradient included (the reference's x[0, 0]).
+      a_lo = addon.apply({"params": params["ditta_addon"]}, fe, fe_prev, lo_prev)
+      per = jax.vmap(lambda l, t: obj.distill_loss(l[None], t[None], double_softmax=double))(
           up(a_lo, hw), target)
       loss += jnp.sum(per * has_prev) / b
     st = frozen["ditta_state"]
@@ -150,12 +177,13 @@ def _ditta_learner(task: SegTask, m):
       objects = objs if distill else own
       live = obj.l2n(up(obj.l2n(proj.apply({"params": params["ditta_proj"]}, fe)), hw))
       mf = obj.l2n(up(obj.l2n(proj.apply({"params": mom_params["ditta_proj"]}, mfe)), hw))
-      protos, seen = obj.update_prototypes(mf, obj.reliability(mprobs), objects, protos, seen)
+      rel = obj.prototype_reliability(mprobs, double_softmax=double)
+      protos, seen = obj.update_prototypes(mf, rel, objects, protos, seen)
       protos = jax.lax.stop_gradient(protos)
-      loss += obj.contrast_loss(live, objects, protos, seen, m.ditta_temperature)
-    new_mom = optax.incremental_update(jax.lax.stop_gradient(trainable), frozen["momentum"], 1.0 - momentum)
-    new_frozen = {**frozen, "batch_stats": stats, "momentum": new_mom,
-                  "ditta_state": {"protos": protos, "seen": seen}}
+      loss += obj.contrast_loss(live, objects, protos, m.ditta_temperature)
+    new_frozen = {**frozen, "ditta_state": {"protos": protos, "seen": seen}}
+    if stats is not None:
+      new_frozen["batch_stats"] = stats
     return loss, new_frozen
 
   def predict_carry_init(frame_HWC):
@@ -182,7 +210,7 @@ def _ditta_learner(task: SegTask, m):
   if m.clip_norm > 0:
     opt = optax.chain(optax.clip_by_global_norm(m.clip_norm), opt)
   return Learner(loss_fn=loss_fn, predict_fn=predict_fn, optimizer=opt,
-                 predict_carry_init=predict_carry_init)
+                 predict_carry_init=predict_carry_init, post_update_fn=_momentum_update(m.ditta_momentum))
 
 
 # ---------------------------------------------------------------------------
@@ -215,18 +243,19 @@ def _cotta_learner(task: SegTask, m):
     pseudo = jnp.argmax(jnp.where(conf < m.cotta_threshold, p_aug, p_teacher), -1)
     student = merge_params(trainable, rest)
     lo = logits_at(student, x, 1.0, False)
-    loss = obj.distill_loss(lo, pseudo, double_softmax=False)
-    new_mom = optax.incremental_update(jax.lax.stop_gradient(trainable), frozen["momentum"],
-                                       1.0 - m.cotta_momentum)
-    return loss, {**frozen, "momentum": new_mom}
+    return obj.distill_loss(lo, pseudo, double_softmax=False), frozen
 
-  def post_update_fn(trainable, anchor, key):
+  ema = _momentum_update(m.cotta_momentum)
+
+  def post_update_fn(trainable, frozen, anchor, key):
+    # CoTTA's order: optimizer step, teacher EMA of the updated student, stochastic restore.
+    _, frozen = ema(trainable, frozen, anchor, key)
     leaves, tdef = jax.tree.flatten(trainable)
     keys = jax.random.split(key, len(leaves))
     anc = jax.tree.leaves(anchor)
     out = [jnp.where(jax.random.bernoulli(k, m.cotta_restore, x.shape), a, x)
            for k, x, a in zip(keys, leaves, anc)]
-    return jax.tree.unflatten(tdef, out)
+    return jax.tree.unflatten(tdef, out), frozen
 
   def predict_fn(trainable, frozen, frame_HWC):
     rest = _model_variables(frozen)
@@ -324,7 +353,11 @@ def build(task: SegTask, m, variables, *, seed: int = 0):
       if masks.shape[0] != w:
         raise ValueError(f"cached targets of {video_id} cover {masks.shape[0]} frames, the warm-up "
                          f"is {w} frames (method.warmup_fraction={m.warmup_fraction}); rebuild them")
-      cls_map, obj_map, _ = ditta_targets.distillation_targets(masks, iss(frames[:w]))
+      probs = iss(frames[:w])
+      cls_map, obj_map, _ = ditta_targets.distillation_targets(masks, probs)
+      # Eq. 5 as the reference builds it (`distill_label = iss_pred; [keep] = label`):
+      # the frozen ISS prediction wherever no object (of non-zero score) gives a class.
+      cls_map = ditta_targets.fill_with_iss(cls_map, probs)
       return pack_frames(frames, cls_map, obj_map)
     return learner, step_cfg, sched, trainable, frozen, prepare
 

@@ -5,6 +5,8 @@
                                      class probabilities on the W warm-up frames
     EXPORT/<video_id>/iss_model.sha256  that model's weights digest (the bridge copies
                                      it into the targets cache; DiTTA runs check it)
+    EXPORT/<video_id>/instances.npy  int32 T x H x W, synthetic videos only: the
+                                     generator's objects, for the oracle propagator
 
 Each file is written atomically; videos already exported by the same model are
 skipped (resume); one exported by another model is an error.
@@ -19,6 +21,7 @@ from tqdm.auto import tqdm
 
 from sam2_bridge import cache_schema
 from ttt_jax.checkpoint.model_io import variables_digest
+from ttt_jax.data import synthetic
 from ttt_jax.data.datasets import load_videos
 from ttt_jax.engine.schedule import warmup_frames
 from ttt_jax.methods.ditta import iss_probs_fn
@@ -56,6 +59,10 @@ def export(config, out_dir, *, progress: bool = True) -> list[str]:
     w = warmup_frames(len(frames), m.warmup_fraction)
     _save_npy(vdir / "frames.npy", np.ascontiguousarray(frames, np.uint8))
     _save_npy(vdir / "iss_probs.npy", probs(frames[:w]).astype(np.float32))
+    if d.name == "synthetic":  # what the generator knows, for the oracle propagator only
+      _save_npy(vdir / "instances.npy", synthetic.benchmark_instances(
+          vid, num_frames=d.num_frames, height=d.height, width=d.width, shuffled=d.shuffled,
+          max_severity=d.max_severity))
     atomic_write_bytes(vdir / cache_schema.ISS_DIGEST_FILE, digest.encode())  # last: marks done
   if not ids:
     raise ValueError(f"dataset {d.name!r} yielded no videos")

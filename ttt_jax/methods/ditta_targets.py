@@ -3,8 +3,12 @@
 Class score of object o for class c (METHODS.md): mean ISS reliability over o's
 pixels of class c x (share of o's pixels with class c)^0.3 x (1 - video-level
 share of c)^0.8. Each object takes its argmax class; objects are painted from
-lowest to highest score, so the best object wins where masks overlap; pixels
-outside every object are IGNORE.
+lowest to highest score, so the best object wins where masks overlap. As the
+reference (ditta/sam2_target.py `_render`, `target_to_label`), every object is
+painted into the object map, those of score 0 too (they take part in the mask
+contrast), while the class map gives them IGNORE; pixels outside every object are
+IGNORE in both. `fill_with_iss` then gives the class map's IGNORE pixels the ISS
+prediction (Eq. 5).
 """
 from __future__ import annotations
 
@@ -50,12 +54,15 @@ def paint(masks_TNHW: np.ndarray, classes_N: np.ndarray, scores_N: np.ndarray):
   cls_map = np.full((t, h, w), IGNORE, np.uint8)
   obj_map = np.full((t, h, w), IGNORE, np.uint8)
   for o in np.argsort(scores_N, kind="stable"):
-    if scores_N[o] <= 0:
-      continue
     m = masks_TNHW[:, o]
-    cls_map[m] = classes_N[o]
+    cls_map[m] = classes_N[o] if scores_N[o] > 0 else IGNORE
     obj_map[m] = o
   return cls_map, obj_map
+
+
+def fill_with_iss(cls_THW: np.ndarray, probs_THWC: np.ndarray) -> np.ndarray:
+  """The distillation label: the class map where it has a class, else the ISS argmax."""
+  return np.where(cls_THW == IGNORE, probs_THWC.argmax(-1), cls_THW).astype(np.uint8)
 
 
 def distillation_targets(masks_TNHW, probs_THWC):

@@ -3,32 +3,48 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import dataclasses
+
 import jax
 
 from ttt_jax.checkpoint.model_io import init_variables, load_model
 from ttt_jax.models.segformer import segformer_config
 
-BUILTIN = Path(__file__).resolve().parent.parent / "assets" / "segformer_small_synthetic"
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+# 'builtin': the video-TTT source model (reference recipe, GroupNorm heads);
+# 'builtin_bn': SegFormer with its BatchNorm decode head, DiTTA's ISS model.
+BUILTINS = {"builtin": ASSETS / "ysegformer_small_synthetic",
+            "builtin_bn": ASSETS / "segformer_small_synthetic"}
+BUILTIN = BUILTINS["builtin"]
 
 
 def load_source_model(model_cfg, num_classes: int):
   """Returns `(variables, SegFormerConfig, meta)` for a `config.model` block.
 
   `checkpoint`: 'builtin' (the small model `ttt-jax pretrain configs/pretrain_synthetic.py`
-  trained on the synthetic source domain, shipped in the package), 'random'
+  trained on the synthetic source domain, shipped in the package), 'builtin_bn' (the
+  same size with SegFormer's BatchNorm head, `pretrain_synthetic.py:joint_bn`), 'random'
   (fresh init of `size`, for smoke tests) or a model directory.
+  `drop_path_rate` >= 0 replaces the model's stochastic-depth rate (no weight changes).
   """
   ck = model_cfg.checkpoint
   if ck == "random":
-    cfg = segformer_config(model_cfg.size, num_classes)
-    return init_variables(cfg, jax.random.key(model_cfg.init_seed)), cfg, {"source": "random init"}
-  path = BUILTIN if ck == "builtin" else Path(ck)
-  if ck == "builtin" and not (path / "model.json").exists():
+    cfg = segformer_config(model_cfg.size, num_classes, head_norm=model_cfg.get("head_norm", "batch"))
+    variables, meta = init_variables(cfg, jax.random.key(model_cfg.init_seed)), {"source": "random init"}
+    return variables, _with_drop_path(cfg, model_cfg), meta
+  path = BUILTINS.get(ck, Path(ck))
+  if ck in BUILTINS and not (path / "model.json").exists():
     raise FileNotFoundError(
         f"the shipped source model is missing at {path}; train it with "
         "`ttt-jax pretrain configs/pretrain_synthetic.py --out <dir>` and pass model.checkpoint=<dir>")
   variables, cfg, meta = load_model(path)
+  cfg = _with_drop_path(cfg, model_cfg)
   if cfg.num_labels != num_classes:
     raise ValueError(f"checkpoint {path} predicts {cfg.num_labels} classes but the dataset has "
                      f"{num_classes} (data.num_classes)")
   return variables, cfg, {"source": str(path), **meta}
+
+
+def _with_drop_path(cfg, model_cfg):
+  rate = model_cfg.get("drop_path_rate", -1.0)
+  return dataclasses.replace(cfg, drop_path_rate=rate) if rate >= 0 else cfg

@@ -44,8 +44,13 @@ class SegTask:
                               mutable=["batch_stats"])
     return self.model.apply(v, x_NHW4, method="segment")
 
-  def reconstruct(self, trainable, frozen, x_NHW4):
-    return self.model.apply(merge_params(trainable, frozen), x_NHW4, method="reconstruct")
+  def reconstruct(self, trainable, frozen, x_NHW4, *, key=None):
+    """Eval-mode reconstruction; with `key`, stochastic depth on (the reference's TTT
+    steps run the model in train mode, which for its heads means no more than that)."""
+    if key is None:
+      return self.model.apply(merge_params(trainable, frozen), x_NHW4, method="reconstruct")
+    return self.model.apply(merge_params(trainable, frozen), x_NHW4, method="reconstruct",
+                            drop_path=True, rngs={"dropout": key})
 
   def logits_full(self, trainable, frozen, frames_NHW3):
     """Logits upsampled (bilinear) to the frame size: `N, H, W, C`."""

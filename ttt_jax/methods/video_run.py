@@ -30,6 +30,7 @@ from ttt_jax.engine.state import split_params
 from ttt_jax.engine.step import init_state, make_step
 from ttt_jax.methods import ditta, video_ttt
 from ttt_jax.methods.model_source import load_source_model
+from ttt_jax.metrics.drift import layer_group_drift
 from ttt_jax.methods.segformer_task import SegTask, check_frame_size
 from ttt_jax.metrics.segmentation import Accumulator
 
@@ -128,7 +129,8 @@ class VideoRunner:
     else:
       state, outs = self._compiled_for(self._scan, state, ticks)(state, ticks)
     labels = np.asarray(outs["labels_HW"])[-len(frames):]
-    return labels, {"skipped": int(state.skipped), "resets": int(state.resets)}
+    return labels, {"skipped": int(state.skipped), "resets": int(state.resets),
+                    "drift": layer_group_drift(state.trainable, state.anchor)}
 
   def run_many(self, videos: list[np.ndarray], indices, mesh=None, video_ids=None):
     """Many videos at once (vmap; sharded over `mesh`). Unequal lengths are padded.
@@ -152,8 +154,10 @@ class VideoRunner:
     lab = np.asarray(outs["labels_HW"])
     res = []
     for i, (v, s) in enumerate(zip(videos, scheds)):
+      pick = lambda t: jax.tree.map(lambda x: np.asarray(x[i]), t)
       res.append((lab[i, len(s) - len(v):len(s)],
-                  {"skipped": int(states.skipped[i]), "resets": int(states.resets[i])}))
+                  {"skipped": int(states.skipped[i]), "resets": int(states.resets[i]),
+                   "drift": layer_group_drift(pick(states.trainable), pick(states.anchor))}))
     return res
 
 
@@ -193,7 +197,9 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
 
   def finish(vid, pred, secs, stats):
     save_npz_atomic(pred_dir / f"{vid}.npz", labels=pred.astype(np.int32), seconds=np.float64(secs),
-                    skipped=np.int64(stats["skipped"]), resets=np.int64(stats["resets"]))
+                    skipped=np.int64(stats["skipped"]), resets=np.int64(stats["resets"]),
+                    drift_groups=np.array(list(stats["drift"]), dtype=str),
+                    drift=np.array(list(stats["drift"].values()), np.float64))
 
   bar = tqdm(desc=config.method.name, disable=not progress, unit="video")
   if runner.driver in ("vmap", "sharded"):
@@ -230,6 +236,7 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
   # Score every video from its saved predictions (this run's and any resumed ones).
   acc = Accumulator(d.num_classes)
   seconds = skipped = resets = frames_done = 0
+  drift: dict[str, list[float]] = {}
   for vid, _, gt in load_videos(d):
     z = np.load(pred_dir / f"{vid}.npz")
     if z["labels"].shape != gt.shape:
@@ -241,6 +248,9 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
     skipped += int(z["skipped"])
     resets += int(z["resets"])
     frames_done += len(gt)
+    if "drift" in z:
+      for g, v in zip(z["drift_groups"].tolist(), z["drift"].tolist()):
+        drift.setdefault(g, []).append(v)
   summary = acc.summary()
   results = {
       "method": config.method.name, "dataset": d.name, "config": json.loads(config.to_json()),
@@ -253,6 +263,10 @@ def run(config, out_dir, *, progress: bool = True) -> dict:
       "skipped_updates": skipped, "resets": resets,
       "metrics": {k: summary[k] for k in ("miou", "wiou", "mvc8", "mvc16", "frame_miou")},
       "iou_per_class": summary["iou_per_class"], "per_video": summary["per_video"],
+      "param_drift": {"note": "||w_end - w_start|| / ||w_start|| per layer group of the trained "
+                              "parameters at a video's end, mean and max over videos",
+                      "mean": {g: float(np.mean(v)) for g, v in drift.items()},
+                      "max": {g: float(np.max(v)) for g, v in drift.items()}},
   }
   write_json(out / "results.json", results)
   return results

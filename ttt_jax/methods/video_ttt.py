@@ -19,7 +19,12 @@ engine's `Learner` and `StepConfig` plus schedule arguments.
 Reference settings (METHODS.md): AdamW, head lr 1e-4, encoder lr 0.1 x head,
 weight decay 0.05, global-norm clip 0.01, optimizer state rebuilt every frame,
 one step per frame, batch 32 from the window with replacement, own crop and
-mask per sample.
+mask per sample. The crop is the reference's: a window at native scale, no resize,
+no flip, no colour jitter (`method.crop='native'`, `method.crop_size` in pixels,
+(0, 0) = the whole frame); `crop='resized'` is the earlier zoom-and-flip crop. TTT
+steps run the encoder with stochastic depth (`method.drop_path`), as the
+reference's train-mode steps do. `method.window_sampling='balanced'` is the
+reference code's sampler (see `engine.memory.sample_indices`).
 """
 from __future__ import annotations
 
@@ -31,7 +36,7 @@ import optax
 
 from ttt_jax.engine.schedule import MODES
 from ttt_jax.engine.step import Learner, StepConfig
-from ttt_jax.methods.augment import random_resized_crop
+from ttt_jax.methods.augment import random_crop, random_resized_crop
 from ttt_jax.methods.segformer_task import SegTask, normalise
 from ttt_jax.objectives.class_balance import class_drift
 from ttt_jax.objectives.entropy import entropy_loss
@@ -39,6 +44,7 @@ from ttt_jax.objectives.reconstruction import reconstruction_loss, visible_input
 from ttt_jax.objectives.self_training import self_training_loss
 
 OBJECTIVES = ("none", "mae", "entropy", "self_train", "norm")
+CROPS = ("native", "resized")
 SUBSETS = ("all", "heads", "decode_head", "norm", "none")
 
 
@@ -88,14 +94,20 @@ def _loss_fn(task: SegTask, m):
   if obj not in OBJECTIVES:
     raise ValueError(f"unknown objective {obj!r}; expected one of {OBJECTIVES}")
 
+  if m.crop not in CROPS:
+    raise ValueError(f"unknown crop {m.crop!r}; expected one of {CROPS}")
+
   def views(batch, key):
+    if m.crop == "native":
+      return random_crop(key, normalise(batch), tuple(m.crop_size))
     return random_resized_crop(key, normalise(batch), min_scale=m.crop_min_scale, flip=m.flip)
 
   def loss(trainable, frozen, batch_BHWC, key):
-    k_aug, k_obj = jax.random.split(key)
+    k_aug, k_obj, k_dp = jax.random.split(key, 3)
     if obj == "mae":
       imgs = views(batch_BHWC, k_aug)
-      return reconstruction_loss(lambda x: task.reconstruct(trainable, frozen, x), imgs, k_obj,
+      dp_key = k_dp if m.drop_path else None
+      return reconstruction_loss(lambda x: task.reconstruct(trainable, frozen, x, key=dp_key), imgs, k_obj,
                                  patch=m.patch, ratio=m.mask_ratio, masked_only=m.masked_only,
                                  norm_pix=m.norm_pix), frozen
     if obj == "entropy":
@@ -106,7 +118,11 @@ def _loss_fn(task: SegTask, m):
                                 k_obj, threshold=m.st_threshold, mask_ratio=m.st_mask_ratio,
                                 patch=m.patch), frozen
     if obj == "norm":
-      # Recompute BatchNorm statistics on the test batch (no gradient step).
+      # Recompute BatchNorm statistics on the test batch (no gradient step). A model
+      # whose heads keep no running statistics (GroupNorm/LayerNorm, as the reference's)
+      # normalises each input by itself already: nothing to adapt, as its "LN adapt".
+      if "batch_stats" not in frozen:
+        return jnp.zeros((), jnp.float32), frozen
       x = visible_input(normalise(batch_BHWC))
       _, upd = task.segment(trainable, frozen, x, train=True, key=k_obj)
       new = dict(frozen)
@@ -139,7 +155,7 @@ def build(task: SegTask, m) -> tuple[Learner, StepConfig, dict[str, Any]]:
       window=m.window if m.mode in ("window", "explicit", "offline", "warmup_freeze") else 1,
       steps_per_frame=m.steps_per_frame if adapting else 0,
       batch_size=m.batch_size, reset_opt_state=m.reset_opt_state,
-      ema_decay=m.ema_decay if m.ema_decay > 0 else None)
+      ema_decay=m.ema_decay if m.ema_decay > 0 else None, sampling=m.window_sampling)
   sched = dict(offline_iters=m.offline_iters, warmup_fraction=m.warmup_fraction,
                warmup_passes=m.warmup_passes)
   return learner, step_cfg, sched

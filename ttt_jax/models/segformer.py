@@ -18,8 +18,11 @@ import dataclasses
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ttt_jax.models.conv import Conv
+
+HEAD_NORMS = ("batch", "group", "layer")
 
 # ---------------------------------------------------------------------------
 # Sizes
@@ -41,6 +44,22 @@ class SegFormerConfig:
   num_channels: int = 4          # RGB + mask channel
   layer_norm_eps: float = 1e-5   # torch nn.LayerNorm default, as HF uses
   classifier_dropout: float = 0.1
+  # mmseg's decode head drops whole channels (Dropout2d), as SegFormer's and DiTTA's code
+  # do; False drops single activations (HF's nn.Dropout). Only in train mode.
+  classifier_dropout_2d: bool = True
+  # Normalisation after both heads' fuse layer: 'batch' (SegFormer, running statistics),
+  # 'group' (32 groups, or fewer when the width has no such divisor) or 'layer' (per pixel
+  # over channels); the last two keep no statistics, like video-TTT's Mask2Former heads.
+  head_norm: str = "batch"
+  # Stochastic depth of the encoder blocks (rate rising linearly to this over the blocks),
+  # active whenever the encoder runs non-deterministically (joint training, TTT steps).
+  drop_path_rate: float = 0.0
+
+  def __post_init__(self):
+    if self.head_norm not in HEAD_NORMS:
+      raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {self.head_norm!r}")
+    if not 0.0 <= self.drop_path_rate < 1.0:
+      raise ValueError(f"drop_path_rate must be in [0, 1), got {self.drop_path_rate}")
 
   @property
   def min_size_multiple(self) -> int:
@@ -120,20 +139,31 @@ class MixFFN(nn.Module):
     return nn.Dense(self.hidden, name="dense2")(x)
 
 
+def drop_path(module: nn.Module, x_NLC, rate: float, deterministic: bool):
+  """Stochastic depth: each sample's residual branch is zeroed with probability `rate`
+  and scaled by 1 / (1 - rate) otherwise (timm's DropPath); draws from the 'dropout' rng."""
+  if deterministic or rate == 0.0:
+    return x_NLC
+  keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (x_NLC.shape[0], 1, 1))
+  return jnp.where(keep, x_NLC / (1.0 - rate), 0.0).astype(x_NLC.dtype)
+
+
 class Block(nn.Module):
   hidden: int
   heads: int
   sr_ratio: int
   mlp_ratio: int
   eps: float
+  drop_path: float = 0.0
 
   @nn.compact
-  def __call__(self, x_NLC, h, w):
+  def __call__(self, x_NLC, h, w, deterministic: bool = True):
     y = nn.LayerNorm(self.eps, name="layer_norm_1")(x_NLC)
-    x = x_NLC + EfficientSelfAttention(self.hidden, self.heads, self.sr_ratio, self.eps,
-                                       name="attention")(y, h, w)
+    y = EfficientSelfAttention(self.hidden, self.heads, self.sr_ratio, self.eps, name="attention")(y, h, w)
+    x = x_NLC + drop_path(self, y, self.drop_path, deterministic)
     y = nn.LayerNorm(self.eps, name="layer_norm_2")(x)
-    return x + MixFFN(self.hidden, self.mlp_ratio, name="mlp")(y, h, w)
+    y = MixFFN(self.hidden, self.mlp_ratio, name="mlp")(y, h, w)
+    return x + drop_path(self, y, self.drop_path, deterministic)
 
 
 def _zero_mask_channel_init(base):
@@ -149,10 +179,13 @@ class MiTEncoder(nn.Module):
   config: SegFormerConfig
 
   @nn.compact
-  def __call__(self, x_NHWC) -> list[jax.Array]:
+  def __call__(self, x_NHWC, deterministic: bool = True) -> list[jax.Array]:
+    """Features of the 4 stages; `deterministic=False` turns stochastic depth on."""
     cfg = self.config
     feats = []
     x = x_NHWC
+    rates = np.linspace(0.0, cfg.drop_path_rate, sum(cfg.depths)).tolist()
+    b = 0
     for i in range(len(cfg.hidden_sizes)):
       p = cfg.patch_sizes[i]
       init = nn.initializers.lecun_normal()
@@ -164,7 +197,8 @@ class MiTEncoder(nn.Module):
       t = nn.LayerNorm(cfg.layer_norm_eps, name=f"patch_norm{i}")(x.reshape(n, h * w, c))
       for j in range(cfg.depths[i]):
         t = Block(c, cfg.num_attention_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio,
-                  cfg.layer_norm_eps, name=f"block{i}_{j}")(t, h, w)
+                  cfg.layer_norm_eps, rates[b], name=f"block{i}_{j}")(t, h, w, deterministic)
+        b += 1
       t = nn.LayerNorm(cfg.layer_norm_eps, name=f"norm{i}")(t)
       x = t.reshape(n, h, w, c)
       feats.append(x)
@@ -176,11 +210,17 @@ class MiTEncoder(nn.Module):
 # ---------------------------------------------------------------------------
 
 
+def _groups(width: int, most: int = 32) -> int:
+  return max(g for g in range(1, most + 1) if width % g == 0)
+
+
 class DecodeHead(nn.Module):
-  """All-MLP head: per-stage linear, upsample to 1/4, concat, fuse, BN, classify."""
+  """All-MLP head: per-stage linear, upsample to 1/4, concat, fuse, norm, classify."""
   hidden: int
   out_channels: int
   dropout: float = 0.1
+  dropout_2d: bool = True
+  norm: str = "batch"
 
   @nn.compact
   def __call__(self, feats, *, train: bool = False, return_features: bool = False):
@@ -195,9 +235,16 @@ class DecodeHead(nn.Module):
       ups.append(y)
     x = jnp.concatenate(ups[::-1], axis=-1)
     x = nn.Dense(self.hidden, use_bias=False, name="linear_fuse")(x)
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="batch_norm")(x)
+    if self.norm == "batch":
+      x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="batch_norm")(x)
+    elif self.norm == "group":
+      x = nn.GroupNorm(num_groups=_groups(self.hidden), epsilon=1e-5, name="group_norm")(x)
+    else:
+      x = nn.LayerNorm(epsilon=1e-5, name="layer_norm")(x)
     fused = nn.relu(x)
-    x = nn.Dropout(self.dropout, deterministic=not train)(fused)
+    # Dropout2d: one draw per (sample, channel), broadcast over the pixels.
+    bdims = (1, 2) if self.dropout_2d else ()
+    x = nn.Dropout(self.dropout, broadcast_dims=bdims, deterministic=not train)(fused)
     logits = nn.Dense(self.out_channels, name="classifier")(x)
     return (logits, fused) if return_features else logits
 
@@ -210,29 +257,39 @@ def depth_to_space(x_NhwC, r: int):
 
 
 class YSegFormer(nn.Module):
-  """Shared MiT encoder, main head `decode_head` (h) and `recon` head (g)."""
+  """Shared MiT encoder, main head `decode_head` (h) and `recon` head (g).
+
+  Every method takes `train` (heads' BatchNorm on batch statistics, decoder dropout,
+  stochastic depth; needs a 'dropout' rng) and `drop_path` (stochastic depth alone,
+  heads in eval mode, as TTT steps on a model without running statistics use it;
+  None = follow `train`).
+  """
   config: SegFormerConfig
 
   def setup(self):
     cfg = self.config
     self.encoder = MiTEncoder(cfg)
-    self.decode_head = DecodeHead(cfg.decoder_hidden_size, cfg.num_labels, cfg.classifier_dropout)
-    self.recon = DecodeHead(cfg.decoder_hidden_size, 3 * 16, 0.0)
+    self.decode_head = DecodeHead(cfg.decoder_hidden_size, cfg.num_labels, cfg.classifier_dropout,
+                                  cfg.classifier_dropout_2d, cfg.head_norm)
+    self.recon = DecodeHead(cfg.decoder_hidden_size, 3 * 16, 0.0, norm=cfg.head_norm)
 
-  def __call__(self, x_NHWC, *, train: bool = False):
+  def _feats(self, x_NHWC, train, drop_path):
+    return self.encoder(x_NHWC, deterministic=not (train if drop_path is None else drop_path))
+
+  def __call__(self, x_NHWC, *, train: bool = False, drop_path: bool | None = None):
     """Both heads (used by `init` and joint training)."""
-    feats = self.encoder(x_NHWC)
+    feats = self._feats(x_NHWC, train, drop_path)
     return (self.decode_head(feats, train=train),
             depth_to_space(self.recon(feats, train=train), 4))
 
-  def segment(self, x_NHWC, *, train: bool = False):
+  def segment(self, x_NHWC, *, train: bool = False, drop_path: bool | None = None):
     """Class logits `N, H/4, W/4, C`."""
-    return self.decode_head(self.encoder(x_NHWC), train=train)
+    return self.decode_head(self._feats(x_NHWC, train, drop_path), train=train)
 
-  def segment_with_features(self, x_NHWC, *, train: bool = False):
+  def segment_with_features(self, x_NHWC, *, train: bool = False, drop_path: bool | None = None):
     """`(logits N, H/4, W/4, C, fused decoder features N, H/4, W/4, hidden)`."""
-    return self.decode_head(self.encoder(x_NHWC), train=train, return_features=True)
+    return self.decode_head(self._feats(x_NHWC, train, drop_path), train=train, return_features=True)
 
-  def reconstruct(self, x_NHWC, *, train: bool = False):
+  def reconstruct(self, x_NHWC, *, train: bool = False, drop_path: bool | None = None):
     """Reconstructed normalised pixels `N, H, W, 3`."""
-    return depth_to_space(self.recon(self.encoder(x_NHWC), train=train), 4)
+    return depth_to_space(self.recon(self._feats(x_NHWC, train, drop_path), train=train), 4)

@@ -4,9 +4,12 @@ The add-on attends from frame t to frame t-1 in a local window: query and key ar
 2-layer MLPs (dim-dim, ReLU, dim) on the fused decoder features of frames t and
 t-1, the value is frame t-1's class logits, and the attention is a plain dot
 product (no 1/sqrt(d), as in the reference) over the (2r+1)^2 neighbours of each
-pixel. Neighbours outside the image are left out of the softmax.
+pixel. Neighbours outside the image are left out of the softmax. Both modules start
+from PyTorch's default initialisation, as the reference's (randomly initialised) ones.
 """
 from __future__ import annotations
+
+import math
 
 import flax.linen as nn
 import jax
@@ -33,12 +36,24 @@ def local_window_attention(q_NHWD, k_NHWD, v_NHWC, radius: int) -> jax.Array:
   return sum(attn[..., i, None] * vp[:, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offs))
 
 
+def torch_dense(features: int, fan_in: int, name: str) -> nn.Dense:
+  """A Dense layer initialised as PyTorch's nn.Linear / 1x1 nn.Conv2d default:
+  weight and bias both U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming_uniform with a=sqrt(5)).
+  The reference's add-on and projection head start from this init, untrained."""
+  bound = 1.0 / math.sqrt(fan_in)
+  return nn.Dense(features, name=name,
+                  kernel_init=nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform"),
+                  bias_init=lambda key, shape, dtype=jnp.float32: jax.random.uniform(
+                      key, shape, dtype, -bound, bound))
+
+
 class MLP2(nn.Module):
   dim: int
 
   @nn.compact
   def __call__(self, x):
-    return nn.Dense(self.dim, name="fc2")(nn.relu(nn.Dense(self.dim, name="fc1")(x)))
+    h = nn.relu(torch_dense(self.dim, x.shape[-1], "fc1")(x))
+    return torch_dense(self.dim, self.dim, "fc2")(h)
 
 
 class TemporalAddon(nn.Module):
@@ -59,6 +74,6 @@ class ProjectionHead(nn.Module):
 
   @nn.compact
   def __call__(self, feat_NHWD):
-    x = nn.relu(nn.Dense(self.dim, name="fc1")(feat_NHWD))
-    x = nn.relu(nn.Dense(self.dim, name="fc2")(x))
-    return nn.Dense(self.dim, name="fc3")(x)
+    x = nn.relu(torch_dense(self.dim, feat_NHWD.shape[-1], "fc1")(feat_NHWD))
+    x = nn.relu(torch_dense(self.dim, self.dim, "fc2")(x))
+    return torch_dense(self.dim, self.dim, "fc3")(x)

@@ -66,11 +66,31 @@ def update_prototypes(feat_NHWD, rel_NHW, obj_NHW, protos_KD, seen_K):
   return jnp.where(present[:, None], mixed, protos_KD), seen_K | present
 
 
-def contrast_loss(feat_NHWD, obj_NHW, protos_KD, seen_K, temperature: float = 1.0) -> jax.Array:
-  """CE of cosine(feature, prototypes) / T against each pixel's object, over object pixels."""
+def prototype_reliability(probs_NHWC, *, double_softmax: bool = True) -> jax.Array:
+  """Reliability that weights a prototype's pixels (before `update_prototypes`' min-max).
+
+  The reference (ditta/tta.py `_contrastive`) takes the entropy of softmax(momentum
+  probabilities), a second softmax over values already in [0, 1]; `double_softmax=False`
+  takes the entropy of the probabilities themselves. Min-max normalised afterwards, both
+  give 1 - (E - min E) / (max E - min E).
+  """
+  return reliability(jax.nn.softmax(probs_NHWC, -1) if double_softmax else probs_NHWC)
+
+
+def contrast_loss(feat_NHWD, obj_NHW, protos_KD, temperature: float = 1.0) -> jax.Array:
+  """CE of cosine(feature, prototypes) / T against each pixel's object.
+
+  As the reference (ditta/tta.py `_contrastive`): the classes of each image's logits
+  are the prototypes of the objects present in that image only (objects seen on
+  earlier frames are no negatives), and the loss is averaged over all pixels, those
+  of no object counting as zero (mmseg's reduction).
+  """
+  k = protos_KD.shape[0]
+  onehot = jax.nn.one_hot(jnp.where(obj_NHW == IGNORE, -1, obj_NHW), k, dtype=jnp.float32)
+  present_NK = jnp.any(onehot > 0, axis=(1, 2))
   logits = jnp.einsum("nhwd,kd->nhwk", l2n(feat_NHWD), protos_KD) / temperature
-  logits = jnp.where(seen_K, logits, -1e9)
+  logits = jnp.where(present_NK[:, None, None, :], logits, -1e9)
   valid = obj_NHW != IGNORE
   t = jnp.where(valid, obj_NHW, 0).astype(jnp.int32)
   nll = -jnp.take_along_axis(jax.nn.log_softmax(logits, -1), t[..., None], -1)[..., 0]
-  return jnp.sum(jnp.where(valid, nll, 0.0)) / jnp.maximum(jnp.sum(valid), 1)
+  return jnp.sum(jnp.where(valid, nll, 0.0)) / nll.size
