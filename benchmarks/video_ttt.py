@@ -34,6 +34,7 @@ EXTRA = ("norm_adapt", "tent", "self_train")
 def one(name, seed, a, tmp, **over):
   c = demo_config(name, quick=False)
   c.data.seed, c.data.num_videos, c.data.num_frames = seed, a.videos, a.frames
+  c.data.height = c.data.width = a.size
   if name == "offline":
     c.method.offline_iters = a.frames
   c.update_from_flattened_dict(over)
@@ -70,6 +71,8 @@ def main(argv=None):
                  help="default: held-out 1000 2000 3000; with --sweep-lr, tuning 5000 6000")
   p.add_argument("--videos", type=int, default=4)
   p.add_argument("--frames", type=int, default=48)
+  p.add_argument("--size", type=int, default=64, help="frame side in pixels (the model is trained at 64)")
+  p.add_argument("--only", nargs="+", default=None, help="run only these method configs")
   p.add_argument("--no-extra", action="store_true", help="skip norm adapt, Tent, self-training")
   p.add_argument("--sweep-lr", action="store_true")
   p.add_argument("--json", default="benchmarks/results/video_ttt.json")
@@ -89,6 +92,9 @@ def main(argv=None):
     if a.sweep_lr:
       for lr in (1e-4, 3e-4, 1e-3, 3e-3):
         method(f"online lr={lr:g}", "online_ttt_mae", **{"method.lr": lr})
+    elif a.only:
+      for name in a.only:
+        method(name, name)
     else:
       for name in MAIN + (() if a.no_extra else EXTRA):
         method(name, name)
@@ -102,7 +108,7 @@ def main(argv=None):
         method("online drop_path=off", "online_ttt_mae", **{"method.drop_path": False})
         method("online sampling=balanced", "online_ttt_mae", **{"method.window_sampling": "balanced"})
   findings = {}
-  if not a.sweep_lr:
+  if not a.sweep_lr and not a.only:
     m = lambda k: rows[k]["miou"]
     margin = np.array(rows["online_ttt_mae"]["per_seed_miou"]) - np.array(rows["main_task"]["per_seed_miou"])
     sh_margin = (np.array(rows["online shuffled"]["per_seed_miou"])
@@ -124,7 +130,7 @@ def main(argv=None):
     print("\nfindings:")
     for k, v in findings.items():
       print(f"  {k}: {v}")
-  out = write_json(a.json, {"seeds": a.seeds, "videos": a.videos, "frames": a.frames, "rows": rows,
+  out = write_json(a.json, {"seeds": a.seeds, "videos": a.videos, "frames": a.frames, "size": a.size, "rows": rows,
                             "findings": findings, "versions": versions()})
   print(f"wrote {out}")
 

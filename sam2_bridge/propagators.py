@@ -51,6 +51,22 @@ def check_prompt(frames_THWC, frame_idx: int, points_xy=None, mask_HW=None):
     raise ValueError(f"prompt mask has shape {np.shape(mask_HW)}, the frames are {h} x {w}")
 
 
+def frame_order(num_frames: int, start_frame: int, reverse: bool, max_frames: int | None) -> range:
+  """The frames `propagate` visits: the start, then up to `max_frames` more (all if None),
+  descending when `reverse` (SAM2's `max_frame_num_to_track`)."""
+  n = num_frames if max_frames is None else max_frames
+  if reverse:
+    return range(start_frame, max(start_frame - n, 0) - 1, -1)
+  return range(start_frame, min(start_frame + n, num_frames - 1) + 1)
+
+
+def check_ready(frames, objects):
+  if frames is None:
+    raise RuntimeError("call start(frames) before propagate")
+  if not objects:
+    raise RuntimeError("no objects to propagate: add a prompt first")
+
+
 class FlowPropagator:
   """Masks carried by dense optical flow (Farneback), one frame at a time.
 
@@ -131,17 +147,10 @@ class FlowPropagator:
     return out >= 0.5
 
   def propagate(self, start_frame, *, reverse=False, max_frames=None):
-    if self.frames is None:
-      raise RuntimeError("call start(frames) before propagate")
-    if not self._masks:
-      raise RuntimeError("no objects to propagate: add a prompt first")
-    t = len(self.frames)
-    n = t if max_frames is None else max_frames
-    order = (range(start_frame, max(start_frame - n, 0) - 1, -1) if reverse
-             else range(start_frame, min(start_frame + n, t - 1) + 1))
+    check_ready(self.frames, self._masks)
     ids = list(self._masks)
     prev = None
-    for f in order:
+    for f in frame_order(len(self.frames), start_frame, reverse, max_frames):
       masks = []
       for o in ids:
         per = self._masks[o]
@@ -207,14 +216,7 @@ class OraclePropagator:
     self._objects[obj_id] = int(np.bincount(ids - ids.min()).argmax() + ids.min()) if ids.size else -1
 
   def propagate(self, start_frame, *, reverse=False, max_frames=None):
-    if self.frames is None:
-      raise RuntimeError("call start(frames) before propagate")
-    if not self._objects:
-      raise RuntimeError("no objects to propagate: add a prompt first")
-    t = len(self.frames)
-    n = t if max_frames is None else max_frames
-    order = (range(start_frame, max(start_frame - n, 0) - 1, -1) if reverse
-             else range(start_frame, min(start_frame + n, t - 1) + 1))
+    check_ready(self.frames, self._objects)
     ids = list(self._objects)
-    for f in order:
+    for f in frame_order(len(self.frames), start_frame, reverse, max_frames):
       yield f, ids, np.stack([self.instances[f] == self._objects[o] for o in ids])

@@ -46,7 +46,8 @@ def test_mae_phase_then_probe_with_colour_jitter(tmp_path):
   assert pretrain(c, tmp_path, progress=False, stop_at=2) is None
   with ocp.CheckpointManager(tmp_path / "checkpoints") as m:
     mid = m.restore(2, args=ocp.args.StandardRestore())["params"]
-  init = init_variables(segformer_config("tiny", 8), jax.random.key(c.seed), (32, 32))["params"]
+  init = init_variables(segformer_config("tiny", 8, head_norm=c.model.head_norm), jax.random.key(c.seed),
+                        (32, 32))["params"]
   final = load_model(pretrain(c, tmp_path, progress=False))[0]["params"]
   assert trees_equal(mid["decode_head"], init["decode_head"])      # phase 1 leaves the main head alone
   assert not trees_equal(mid["encoder"], init["encoder"]) and not trees_equal(mid["recon"], init["recon"])

@@ -22,6 +22,7 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 METHODS = ("main_task", "ttt_mae_no_mem", "online_ttt_mae", "implicit_only", "explicit_only",
            "offline", "norm_adapt", "tent", "self_train")
 MAIN = ("main_task", "ttt_mae_no_mem", "online_ttt_mae", "offline")
+DEMO_LR = {"mae": 3e-3, "self_train": 1e-3}
 
 
 def demo_config(name: str, *, quick: bool):
@@ -30,9 +31,11 @@ def demo_config(name: str, *, quick: bool):
   c.data.num_videos = 2 if quick else 4
   c.data.num_frames = 24 if quick else 48
   c.method.batch_size = 8 if quick else 16
-  # The reference lr (1e-4) is for large pretrained models; the small synthetic
-  # source model needs 1e-3 (measured: benchmarks/video_ttt.py --sweep-lr).
-  c.method.lr = 1e-3 if c.method.objective in ("mae", "self_train") else c.method.lr
+  # The reference lr (1e-4) is for large pretrained models. For the shipped small
+  # model, `benchmarks/video_ttt.py --sweep-lr` on tuning seeds 5000/6000 (never scored)
+  # gave online TTT-MAE 48.75 / 48.54 / 48.97 / 49.05 mIoU at 1e-4 / 3e-4 / 1e-3 / 3e-3
+  # (main task 49.05): the best, 3e-3, is used; self-training keeps 1e-3.
+  c.method.lr = DEMO_LR.get(c.method.objective, c.method.lr)
   if name == "offline":
     c.method.offline_iters = c.data.num_frames
   return c

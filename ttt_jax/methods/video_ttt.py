@@ -12,9 +12,13 @@ engine's `Learner` and `StepConfig` plus schedule arguments.
 | implicit_only     | mae        | implicit      | all              |
 | explicit_only     | mae        | explicit      | all              |
 | offline           | mae        | offline       | all              |
-| norm_adapt        | norm       | implicit      | BN statistics    |
+| norm_adapt        | norm       | implicit      | BN statistics *  |
 | tent              | entropy    | implicit      | norm affine      |
 | self_train        | self_train | implicit      | all              |
+
+* A model whose heads keep no running statistics (the shipped 'builtin', GroupNorm)
+  has none to adapt: norm adapt then predicts as the main task, as the reference's
+  LN adapt does.
 
 Reference settings (METHODS.md): AdamW, head lr 1e-4, encoder lr 0.1 x head,
 weight decay 0.05, global-norm clip 0.01, optimizer state rebuilt every frame,
