@@ -35,6 +35,7 @@ def one(name, seed, a, tmp, **over):
   c = demo_config(name, quick=False)
   c.data.seed, c.data.num_videos, c.data.num_frames = seed, a.videos, a.frames
   c.data.height = c.data.width = a.size
+  c.model.checkpoint = a.checkpoint
   if name == "offline":
     c.method.offline_iters = a.frames
   c.update_from_flattened_dict(over)
@@ -71,6 +72,7 @@ def main(argv=None):
                  help="default: held-out 1000 2000 3000; with --sweep-lr, tuning 5000 6000")
   p.add_argument("--videos", type=int, default=4)
   p.add_argument("--frames", type=int, default=48)
+  p.add_argument("--checkpoint", default="builtin", help="source model: builtin, builtin_bn or a model dir")
   p.add_argument("--size", type=int, default=64, help="frame side in pixels (the model is trained at 64)")
   p.add_argument("--only", nargs="+", default=None, help="run only these method configs")
   p.add_argument("--no-extra", action="store_true", help="skip norm adapt, Tent, self-training")
@@ -130,7 +132,7 @@ def main(argv=None):
     print("\nfindings:")
     for k, v in findings.items():
       print(f"  {k}: {v}")
-  out = write_json(a.json, {"seeds": a.seeds, "videos": a.videos, "frames": a.frames, "size": a.size, "rows": rows,
+  out = write_json(a.json, {"seeds": a.seeds, "videos": a.videos, "frames": a.frames, "size": a.size, "checkpoint": a.checkpoint, "rows": rows,
                             "findings": findings, "versions": versions()})
   print(f"wrote {out}")
 
