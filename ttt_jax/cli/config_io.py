@@ -13,7 +13,8 @@ def load_config_file(path) -> ml_collections.ConfigDict:
   """Imports a config file and returns its `get_config()`; `FILE.py:ARG` returns
   `get_config(ARG)`, the file's named variant (big_vision's convention)."""
   path, _, arg = str(path).partition(".py:")
-  path = path + ".py" if arg or not Path(path).suffix and Path(path + ".py").is_file() else path
+  if arg:
+    path += ".py"
   p = Path(path)
   if not p.is_file():
     raise FileNotFoundError(f"config file {p} does not exist")

@@ -113,9 +113,11 @@ class _Mover:
   rgb: np.ndarray
 
 
-def _draw_mover(img, lab, m: _Mover, tex):
+def _draw_mover(img, lab, m: _Mover, tex) -> np.ndarray:
+  """Draws the mover; returns its mask (bool `H, W`)."""
   mb = _mover_mask(lab.shape, m)
   _fill(img, lab, mb, CLASSES.index(m.cls), m.rgb, tex, 30)
+  return mb
 
 
 def _mover_mask(shape_HW, m: _Mover) -> np.ndarray:
@@ -230,9 +232,9 @@ def make_video(spec: VideoSpec, *, instances: bool = False):
     inst = bg_inst.copy() if instances else None
     for j, m in enumerate(movers):
       m.x = (m.x + m.vx) % cw
-      _draw_mover(img, lab, m, tex)
+      drawn = _draw_mover(img, lab, m, tex)
       if instances:  # later (nearer) movers cover earlier ones, as in the drawing
-        inst[_mover_mask(lab.shape, m)] = 1_000_000 + j
+        inst[drawn] = 1_000_000 + j
     off = int(round((pan * i / max(t - 1, 1)) if direction > 0 else pan * (1 - i / max(t - 1, 1))))
     off = int(np.clip(off + rng.integers(-1, 2), 0, pan))
     clean = np.clip(img[:, off:off + w], 0, 255).astype(np.uint8)

@@ -56,20 +56,21 @@ def _patch_normalise(x_BHW3, patch):
 
 def reconstruction_loss(reconstruct: Callable[[jax.Array], jax.Array], images_BHW3: jax.Array,
                         key: jax.Array, *, patch: int = 16, ratio: float = 0.85,
-                        masked_only: bool = False, norm_pix: bool = False) -> jax.Array:
+                        masked_only: bool = False, norm_pix: bool = False, has_aux: bool = False):
   """MSE between `reconstruct(masked input)` and the normalised images.
 
   Args:
-    reconstruct: `B, H, W, 4 -> B, H, W, 3`, the reconstruction head g(f(.)).
+    reconstruct: `B, H, W, 4 -> B, H, W, 3`, the reconstruction head g(f(.)); with
+      `has_aux`, `-> (B, H, W, 3, aux)` (e.g. the head's updated BatchNorm statistics).
     images_BHW3: normalised images.
     key: draws an independent mask per sample.
-  Returns: scalar loss.
+  Returns: scalar loss, or `(loss, aux)` with `has_aux`.
   """
   b, h, w, _ = images_BHW3.shape
   m = patch_mask(key, b, h, w, patch=patch, ratio=ratio)
-  pred = reconstruct(mask_input(images_BHW3, m))
+  out = reconstruct(mask_input(images_BHW3, m))
+  pred, aux = out if has_aux else (out, None)
   target = _patch_normalise(images_BHW3, patch) if norm_pix else images_BHW3
   err = jnp.mean(jnp.square(pred.astype(jnp.float32) - target), axis=-1)
-  if masked_only:
-    return jnp.sum(err * m) / jnp.maximum(jnp.sum(m), 1.0)
-  return jnp.mean(err)
+  loss = jnp.sum(err * m) / jnp.maximum(jnp.sum(m), 1.0) if masked_only else jnp.mean(err)
+  return (loss, aux) if has_aux else loss

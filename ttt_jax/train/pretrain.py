@@ -40,7 +40,7 @@ from ttt_jax.data import synthetic
 from ttt_jax.methods.augment import photometric_distortion, random_resized_crop
 from ttt_jax.methods.segformer_task import normalise
 from ttt_jax.models.segformer import YSegFormer, segformer_config
-from ttt_jax.objectives.reconstruction import mask_input, patch_mask, visible_input
+from ttt_jax.objectives.reconstruction import reconstruction_loss, visible_input
 
 
 @struct.dataclass
@@ -80,15 +80,14 @@ def make_train_step(model: YSegFormer, tx, c):
     # The reconstruction head in train mode on the masked input: its BatchNorm (if any)
     # normalises, and keeps running statistics of, masked images, as it meets them at
     # test time. (Statistics from a pass on the unmasked image sat 1.4 to 2.3 sigma off.)
-    m = patch_mask(k_mask, b, h, w, patch=c.patch, ratio=c.mask_ratio)
-    pred, upd_r = model.apply(v, mask_input(img, m), method="reconstruct", train=True,
-                              rngs={"dropout": k_d2}, mutable=["batch_stats"])
-    rec = jnp.mean(jnp.square(pred.astype(jnp.float32) - img))
+    rec, upd_r = reconstruction_loss(
+        lambda x: model.apply(v, x, method="reconstruct", train=True, rngs={"dropout": k_d2},
+                              mutable=["batch_stats"]),
+        img, k_mask, patch=c.patch, ratio=c.mask_ratio, has_aux=True)
     ce_weight = (step >= c.mae_steps).astype(jnp.float32)  # 0 during the MAE-only phase
     rec_weight = c.recon_weight * (step >= c.main_steps).astype(jnp.float32)  # 0 while main-only
-    stats = {**batch_stats, **upd.get("batch_stats", {})}
-    if "recon" in upd_r.get("batch_stats", {}):
-      stats["recon"] = upd_r["batch_stats"]["recon"]
+    # Each pass updates its own head's statistics only (none for GroupNorm/LayerNorm heads).
+    stats = {**batch_stats, **upd.get("batch_stats", {}), **upd_r.get("batch_stats", {})}
     return ce_weight * ce + rec_weight * rec, (stats, ce, rec)
 
   @jax.jit
