@@ -40,11 +40,12 @@ from ttt_jax import compile_cache
 from ttt_jax.methods.defaults import SYNTHETIC_DITTA, ditta_config
 from ttt_jax.methods.ditta_export import export
 from ttt_jax.data.datasets import load_videos
-from ttt_jax.methods.model_source import load_source_model
-from ttt_jax.methods.video_run import VideoRunner, run, versions, write_json
+from ttt_jax.io.files import write_json
+from ttt_jax.io.versions import versions
+from ttt_jax.runner.run import make_runner, run
 
 TUNED = SYNTHETIC_DITTA
-REFERENCE = {"method.lr": 1e-3, "method.ditta_radius": 5}
+REFERENCE = {"method.optimizer.lr": 1e-3, "method.ditta.radius": 5}
 ABLATION = {"addon_only": dict(addon=True, distill=False, contrast=False),
             "distill_only": dict(addon=False, distill=True, contrast=False),
             "contrast_only": dict(addon=False, distill=False, contrast=True)}
@@ -77,24 +78,23 @@ def metrics(r):
 
 def predict_fps(cfg, repeats: int = 3) -> float:
   """Frames/s of a predict-only config on its first video: median of warm runs."""
-  variables, model_cfg, _ = load_source_model(cfg.model, num_classes=cfg.data.num_classes)
-  runner = VideoRunner(cfg, variables, model_cfg)
+  runner = make_runner(cfg)[0]
   vid, frames, _ = next(iter(load_videos(cfg.data)))
-  runner.run_one(frames, 0, video_id=vid)  # compile and warm up
+  runner.run_one(vid, frames, 0)  # compile and warm up
   times = []
   for _ in range(repeats):
     t0 = time.perf_counter()
-    runner.run_one(frames, 0, video_id=vid)
+    runner.run_one(vid, frames, 0)
     times.append(time.perf_counter() - t0)
   return len(frames) / float(np.median(times))
 
 
 def speeds(data: dict, repeats: int = 5) -> dict:
   """Frozen inference: DiTTA's predict path (plain + add-on + fusion), without the add-on,
-  and the ISS model, each predict-only (mode 'none': no update branch compiled)."""
+  and the ISS model, each predict-only (mode 'none')."""
   frozen = lambda **kw: {**data, **kw, "method.mode": "none"}
   return {
-      "iss": predict_fps(_set(ditta_config(objective="none", name="iss"), data), repeats),
+      "iss": predict_fps(_set(ditta_config(kind="none", name="iss"), data), repeats),
       "ditta": predict_fps(_set(ditta_config(distill=False), frozen(**TUNED)), repeats),
       "ditta_ref": predict_fps(_set(ditta_config(distill=False), frozen(**REFERENCE)), repeats),
       "ditta_without_addon": predict_fps(_set(ditta_config(distill=False, addon=False), frozen(**TUNED)), repeats),
@@ -126,11 +126,11 @@ def sweep(a):
         exp, tgt = tmp / f"export_{tag}_{seed}", tmp / f"targets_{tag}_{seed}"
         export(base(), exp, progress=False)
         build_targets(exp, tgt, "ditta", a.propagator)
-        r = run(base(objective="none", name="iss"), tmp / f"iss_{tag}_{seed}", progress=False)
+        r = run(base(kind="none", name="iss"), tmp / f"iss_{tag}_{seed}", progress=False)
         res.setdefault(f"{tag}/iss", []).append(metrics(r))
         for lr in SWEEP_LR:
           for rad in SWEEP_RADIUS:
-            over = {"method.lr": lr, "method.ditta_radius": rad}
+            over = {"method.optimizer.lr": lr, "method.ditta.radius": rad}
             r = run(_set(base(targets_dir=str(tgt)), over), tmp / f"d_{tag}_{seed}_{lr}_{rad}", progress=False)
             res.setdefault(f"{tag}/ditta lr={lr:g} r={rad}", []).append(metrics(r))
             print(f"seed {seed} {tag} lr={lr:g} radius={rad}: mIoU {100 * r['metrics']['miou']:.2f} "
@@ -193,10 +193,10 @@ def main(argv=None):
 
         # Baselines; their predictions do not depend on the warm-up, only the scored frames
         # do, so later warm-ups reuse the saved predictions (run() resumes) and rescore.
-        go("iss", base(objective="none", name="iss"), f"iss_{seed}")
+        go("iss", base(kind="none", name="iss"), f"iss_{seed}")
         if not a.no_cotta:
-          go("cotta", base(objective="cotta", name="cotta"), f"cotta_{seed}")
-        go(f"zero_shot_{a.propagator}", base(objective="zero_shot", name="zero_shot", targets_dir=str(zs_dir)), f"zs_{seed}")
+          go("cotta", base(kind="cotta", name="cotta"), f"cotta_{seed}")
+        go(f"zero_shot_{a.propagator}", base(kind="zero_shot", name="zero_shot", targets_dir=str(zs_dir)), f"zs_{seed}")
         go("ditta", _set(base(targets_dir=str(tgt)), TUNED), f"ditta_{tag}_{seed}")
         go("ditta_ref", _set(base(targets_dir=str(tgt)), REFERENCE), f"ditta_ref_{tag}_{seed}")
         for name, flags in ABLATION.items():

@@ -38,20 +38,19 @@ def main(argv=None):
     conv.conv2d = conv._native  # noqa: SLF001 - the comparison this flag exists for
 
   from ttt_jax.data.synthetic import VideoSpec, make_video
+  from ttt_jax.io.files import write_json
+  from ttt_jax.io.versions import versions
   from ttt_jax.methods.defaults import video_config
-  from ttt_jax.methods.model_source import load_source_model
-  from ttt_jax.methods.video_run import VideoRunner, versions, write_json
+  from ttt_jax.runner.run import make_runner
 
   def runner(mode):
-    c = video_config()
+    c = video_config("mae")
     c.model.checkpoint = "builtin" if a.size == "builtin" else "random"
     c.model.size = a.size if a.size != "builtin" else "small"
     c.method.mode = mode
-    c.method.objective = "none" if mode == "none" else "mae"
     c.method.window = a.window
     c.method.batch_size = a.batch
-    v, mc, _ = load_source_model(c.model, c.data.num_classes)
-    return VideoRunner(c, v, mc)
+    return make_runner(c)[0]
 
   vids = [make_video(VideoSpec(seed=7000 + i, num_frames=a.frames, height=a.height, width=a.width))[0]
           for i in range(a.videos)]
@@ -68,9 +67,10 @@ def main(argv=None):
   rows = []
   for label, mode in (("predict-only", "none"), ("adapting", "window")):
     r = runner(mode)
-    fns = {"scan": (lambda: r.run_one(vids[0], 0, driver="scan"), a.frames),
-           "stream": (lambda: r.run_one(vids[0], 0, driver="stream"), a.frames),
-           "vmap": (lambda: r.run_many(vids, 0), a.videos * a.frames)}
+    fns = {"scan": (lambda: r.run_one("v0", vids[0], 0, driver="scan"), a.frames),
+           "stream": (lambda: r.run_one("v0", vids[0], 0, driver="stream"), a.frames),
+           "vmap": (lambda: r.run_many([(f"v{i}", v) for i, v in enumerate(vids)], range(len(vids))),
+                    a.videos * a.frames)}
     row = {"step": label}
     for d, (fn, n) in fns.items():
       row[f"{d}_fps"] = n / timed(fn) if d in a.drivers else float("nan")

@@ -25,13 +25,14 @@ import numpy as np
 
 from ttt_jax import compile_cache
 from ttt_jax.data import synthetic
-from ttt_jax.methods.video_run import versions, write_json
+from ttt_jax.io.files import write_json
+from ttt_jax.io.versions import versions
 
 from video_ttt import one  # benchmarks/ is the script's folder
 
 VARIANTS = {  # label -> (method, overrides)
     "online": ("online_ttt_mae", {}),
-    "online aggressive": ("online_ttt_mae", {"method.encoder_lr_mult": 1.0, "method.steps_per_frame": 3}),
+    "online aggressive": ("online_ttt_mae", {"method.optimizer.lr_groups": (), "method.steps_per_frame": 3}),
     "norm_adapt": ("norm_adapt", {}),
 }
 

@@ -17,8 +17,9 @@ import time
 
 import torch
 
-from ttt_jax.methods.video_run import write_json
 import torch.nn.functional as F
+
+from ttt_jax.io.files import write_json
 
 
 def build(num_labels=8):

@@ -12,7 +12,7 @@ window sweep 1/4/16/64; shuffling removes online's advantage; the margin online 
 main task per seed; and online TTT-MAE with each reference-fidelity setting undone
 (the earlier zoom-and-flip crop, no stochastic depth) or swapped (the reference
 code's balanced window sampler). Writes benchmarks/results/video_ttt.json.
-Settings are the demo's (ttt_jax/demo.py): batch 16, the paper's window (16) and
+Settings are the demo's (`configs/<method>.py:demo`): batch 16, the paper's window (16) and
 steps (1 per frame), the lr chosen by --sweep-lr for the shipped model.
 """
 from __future__ import annotations
@@ -25,7 +25,12 @@ import numpy as np
 
 from ttt_jax import compile_cache
 from ttt_jax.demo import demo_config
-from ttt_jax.methods.video_run import run, versions, write_json
+from ttt_jax.io.files import write_json
+from ttt_jax.io.versions import versions
+from ttt_jax.runner.programs import ProgramCache
+from ttt_jax.runner.run import run
+
+PROGRAMS = ProgramCache()  # runs of one kind share a compiled program
 
 MAIN = ("main_task", "ttt_mae_no_mem", "online_ttt_mae", "implicit_only", "explicit_only", "offline")
 EXTRA = ("norm_adapt", "tent", "self_train")
@@ -40,7 +45,7 @@ def one(name, seed, a, tmp, **over):
     c.method.offline_iters = a.frames
   c.update_from_flattened_dict(over)
   tag = "_".join([name, str(seed)] + [f"{k}={v}" for k, v in over.items()])
-  r = run(c, Path(tmp) / tag, progress=False)
+  r = run(c, Path(tmp) / tag, progress=False, programs=PROGRAMS)
   return {**{k: r["metrics"][k] for k in ("miou", "wiou", "mvc8", "mvc16")}, "fps": r["fps"],
           "drift": r["param_drift"]["mean"]}
 
@@ -93,7 +98,7 @@ def main(argv=None):
 
     if a.sweep_lr:
       for lr in (1e-4, 3e-4, 1e-3, 3e-3):
-        method(f"online lr={lr:g}", "online_ttt_mae", **{"method.lr": lr})
+        method(f"online lr={lr:g}", "online_ttt_mae", **{"method.optimizer.lr": lr})
     elif a.only:
       for name in a.only:
         method(name, name)
@@ -106,8 +111,8 @@ def main(argv=None):
       method("main_task shuffled", "main_task", **{"data.shuffled": True})
       method("online shuffled", "online_ttt_mae", **{"data.shuffled": True})
       if not a.no_ablation:
-        method("online crop=resized", "online_ttt_mae", **{"method.crop": "resized"})
-        method("online drop_path=off", "online_ttt_mae", **{"method.drop_path": False})
+        method("online crop=resized", "online_ttt_mae", **{"method.augment.crop": "resized"})
+        method("online drop_path=off", "online_ttt_mae", **{"method.mae.drop_path": False})
         method("online sampling=balanced", "online_ttt_mae", **{"method.window_sampling": "balanced"})
   findings = {}
   if not a.sweep_lr and not a.only:

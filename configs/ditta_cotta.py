@@ -6,5 +6,7 @@ online on every frame, scored after the 10% warm-up like DiTTA.
 from ttt_jax.methods.defaults import ditta_config
 
 
-def get_config():
-  return ditta_config(warmup=0.1, objective="cotta", name="cotta")
+def get_config(arg: str = ""):
+  if arg:
+    raise ValueError(f"this config has no variant {arg!r}")
+  return ditta_config(warmup=0.1, kind="cotta", name="cotta")

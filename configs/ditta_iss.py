@@ -5,5 +5,7 @@
 from ttt_jax.methods.defaults import ditta_config
 
 
-def get_config():
-  return ditta_config(warmup=0.1, objective="none", name="iss")
+def get_config(arg: str = ""):
+  if arg:
+    raise ValueError(f"this config has no variant {arg!r}")
+  return ditta_config(warmup=0.1, kind="none", name="iss")

@@ -8,5 +8,7 @@
 from ttt_jax.methods.defaults import ditta_config
 
 
-def get_config():
-  return ditta_config(warmup=0.1, objective="zero_shot", name="zero_shot", targets_dir="runs/targets_zs")
+def get_config(arg: str = ""):
+  if arg:
+    raise ValueError(f"this config has no variant {arg!r}")
+  return ditta_config(warmup=0.1, kind="zero_shot", name="zero_shot", targets_dir="runs/targets_zs")

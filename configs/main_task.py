@@ -1,14 +1,12 @@
 """Main task only: the source model, no adaptation.
 
-  ttt-jax run configs/main_task.py --out runs/main_task
+  ttt-jax run configs/main_task.py --out runs/main_task      # variants: :demo :quick :tiny
 """
-from ttt_jax.methods.defaults import video_config
+from ttt_jax.methods import defaults
 
 
-def get_config():
-  c = video_config()
-  c.method.name = 'main_task'
-  c.method.objective = 'none'
-  c.method.mode = 'none'
-  c.method.trainable = 'none'
-  return c
+def get_config(arg: str = ""):
+  c = defaults.video_config("mae")
+  c.method.name = "main_task"
+  c.method.mode = "none"   # never adapts; kind mae so it runs TTT-MAE's compiled program
+  return defaults.variant(c, arg)

@@ -1,15 +1,14 @@
 """Tent: entropy minimisation of the norm layers' affine parameters, weights carried.
 
-  ttt-jax run configs/tent.py --out runs/tent
+  ttt-jax run configs/tent.py --out runs/tent      # variants: :demo :quick :tiny
 """
-from ttt_jax.methods.defaults import video_config
+from ttt_jax.methods import defaults
 
 
-def get_config():
-  c = video_config()
-  c.method.name = 'tent'
-  c.method.objective = 'entropy'
-  c.method.mode = 'implicit'
-  c.method.trainable = 'norm'
-  c.method.lr = 0.001
-  return c
+def get_config(arg: str = ""):
+  c = defaults.video_config("entropy")
+  c.method.name = "tent"
+  c.method.mode = "implicit"
+  c.method.trainable = defaults.NORM
+  c.method.optimizer.lr = 1e-3   # Tent's own lr; the demo keeps it
+  return defaults.variant(c, arg)

@@ -39,9 +39,9 @@ from ttt_jax.engine.schedule import warmup_frames
 from ttt_jax.methods import ditta_targets as painting
 from ttt_jax.methods.defaults import SYNTHETIC_DITTA, ditta_config
 from ttt_jax.methods.ditta import iss_probs_fn
-from ttt_jax.methods.model_source import load_source_model
+from ttt_jax.methods.model_source import source_model
 from ttt_jax.methods.segformer_task import SegTask
-from ttt_jax.methods.video_run import VideoRunner
+from ttt_jax.runner.run import make_runner
 from ttt_jax.metrics.segmentation import per_frame_miou
 from ttt_jax.viz.plots import colourise
 
@@ -58,9 +58,9 @@ frames_THWC, labels_THW, _ = make_video(VideoSpec(seed=2001, num_frames=T, heigh
 cfg = ditta_config(warmup=P, targets_dir=str(tmp))
 cfg.update_from_flattened_dict(SYNTHETIC_DITTA)      # lr 1e-4, add-on radius 1 for 64 px frames
 cfg.data.num_frames, cfg.data.height, cfg.data.width = T, H, W
-variables, model_cfg, _ = load_source_model(cfg.model, num_classes=8)
+model = source_model(cfg)
 n_warm = warmup_frames(T, P)
-probs = iss_probs_fn(SegTask(model_cfg), variables)(frames_THWC[:n_warm])
+probs = iss_probs_fn(SegTask(model.cfg), model.variables)(frames_THWC[:n_warm])
 print(f"{T} frames, warm-up {n_warm}; probabilities {probs.shape}")
 
 # %% [markdown]
@@ -70,7 +70,7 @@ print(f"{T} frames, warm-up {n_warm}; probabilities {probs.shape}")
 # %%
 prop = FlowPropagator()
 arrays, _ = write_targets(tmp / "video.npz", prop, prop.teacher_digest(), frames_THWC, probs, mode="ditta",
-                          iss_digest=variables_digest(variables))   # the run checks it is its model
+                          iss_digest=variables_digest(model.variables))   # the run checks it is its model
 cls_map, obj_map, scores = painting.distillation_targets(arrays["masks"], probs)
 print(f"{arrays['masks'].shape[1]} objects, prompted on frames {arrays['prompt_frames'].tolist()}")
 fig, ax = plt.subplots(3, n_warm, figsize=(2 * n_warm, 6), squeeze=False)
@@ -91,10 +91,9 @@ plt.tight_layout(); plt.show()
 # ISS model frame by frame (only frames after the warm-up are scored).
 
 # %%
-runner = VideoRunner(cfg, variables, model_cfg)
-after, _ = runner.run_one(frames_THWC, 0, video_id="video")
-iss_cfg = ditta_config(warmup=P, objective="none", name="iss")
-before, _ = VideoRunner(iss_cfg, variables, model_cfg).run_one(frames_THWC, 0)
+after, _ = make_runner(cfg, model)[0].run_one("video", frames_THWC, 0)
+iss_cfg = ditta_config(warmup=P, kind="none", name="iss")
+before, _ = make_runner(iss_cfg, model)[0].run_one("video", frames_THWC, 0)
 m_before = per_frame_miou(before, labels_THW, 8)[n_warm:]
 m_after = per_frame_miou(after, labels_THW, 8)[n_warm:]
 print(f"mIoU after the warm-up: ISS {100 * np.nanmean(m_before):.1f}, DiTTA {100 * np.nanmean(m_after):.1f}")

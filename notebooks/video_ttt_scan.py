@@ -29,10 +29,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ttt_jax.data.synthetic import VideoSpec, make_video
+from ttt_jax.cli.config_io import load_config_file
+from ttt_jax.demo import config_path   # the installed configs/ (package data)
 from ttt_jax.engine import drivers
-from ttt_jax.methods.defaults import video_config
-from ttt_jax.methods.model_source import load_source_model
-from ttt_jax.methods.video_run import VideoRunner
+from ttt_jax.runner.run import make_runner
 from ttt_jax.metrics.segmentation import per_frame_miou
 from ttt_jax.viz.plots import colourise
 
@@ -53,28 +53,20 @@ plt.show()
 
 
 # %% [markdown]
-# One runner per method. `run_one(..., driver="scan")` builds the tick schedule of
-# the memory mode and runs the whole video as one compiled `lax.scan` whose carry
-# is the train state (`TTTState`: parameters, optimizer state, ring buffer, key).
+# One runner per method config (`configs/<name>.py:demo`, or `:tiny` here at the test
+# size). `run_one(..., driver="scan")` builds the tick schedule of the memory mode and
+# runs the video as compiled `lax.scan`s whose carry is the train state (`TTTState`:
+# parameters, statistics, optimizer state, ring buffer, runtime settings, key).
 
 # %%
-def runner(name, mode, objective):
-    c = video_config()
-    if TINY:
-        c.model.checkpoint, c.model.size = "random", "tiny"
-    c.method.name, c.method.mode, c.method.objective = name, mode, objective
-    c.method.batch_size = 4 if TINY else 16
-    c.method.window = 4 if TINY else 16
-    c.method.lr = 1e-3
-    c.method.clip_norm = 1.0 if TINY else c.method.clip_norm
-    variables, model_cfg, _ = load_source_model(c.model, c.data.num_classes)
-    return VideoRunner(c, variables, model_cfg)
+def runner(config):
+    return make_runner(load_config_file(f"{config_path(config)}:{'tiny' if TINY else 'demo'}"))[0]
 
 
 curves, preds = {}, {}
-for name, mode, objective in [("main task", "none", "none"), ("online TTT-MAE", "window", "mae")]:
-    r = runner(name, mode, objective)
-    preds[name], stats = r.run_one(frames_THWC, video_index=0, driver="scan")
+for name, config in [("main task", "main_task"), ("online TTT-MAE", "online_ttt_mae")]:
+    r = runner(config)
+    preds[name], stats = r.run_one("video", frames_THWC, 0, driver="scan")
     curves[name] = per_frame_miou(preds[name], labels_THW, 8)
     print(f"{name}: mean per-frame mIoU {100 * np.nanmean(curves[name]):.2f}  ({stats})")
 
@@ -83,9 +75,9 @@ for name, mode, objective in [("main task", "none", "none"), ("online TTT-MAE", 
 # frames that arrive live, and gives the same predictions.
 
 # %%
-r = runner("online TTT-MAE", "window", "mae")
-state = r.state_for(frames_THWC[0], video_index=0)
-stream = [lab for _, lab in drivers.run_stream(drivers.stream_driver(r._step), state, iter(frames_THWC))]
+r = runner("online_ttt_mae")
+state, ticks = r.start("video", frames_THWC, 0)   # the method validates the frames
+stream = [lab for _, lab in drivers.run_stream(drivers.stream_driver(r._step), state, iter(ticks))]
 print("stream == scan:", np.array_equal(np.stack(stream), preds["online TTT-MAE"]))
 
 # %%

@@ -12,3 +12,5 @@ _cache.mkdir(parents=True, exist_ok=True)
 jax.config.update("jax_compilation_cache_dir", str(_cache))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 os.environ.setdefault("TTT_JAX_TEST", "1")
+# Implicit rank promotion hides shape bugs: every test runs with it refused.
+jax.config.update("jax_numpy_rank_promotion", "raise")

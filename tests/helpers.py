@@ -1,31 +1,28 @@
-"""Small shared builders for the tests: a tiny Y-SegFormer and short synthetic videos."""
+"""Small shared builders for the tests: tiny configs (the configs' own 'tiny'
+variant, overridden as on the command line) and short synthetic videos."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import jax
 import numpy as np
 
-from pathlib import Path
-
-from ttt_jax.cli.config_io import load_config_file
+from ttt_jax.cli.config_io import apply_overrides, load_config_file
 from ttt_jax.data import synthetic
-from ttt_jax.methods.model_source import load_source_model
-from ttt_jax.methods.video_run import VideoRunner
+from ttt_jax.runner.run import make_runner
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 
 
-def tiny_config(**method):
-  """configs/smoke.py with method overrides. Sharing its settings lets the tests
-  reuse each other's compiled programs through the persistent cache."""
-  c = load_config_file(Path(__file__).resolve().parent.parent / "configs" / "smoke.py")
-  for k, v in method.items():
-    c.method[k] = v
-  return c
+def tiny_config(name: str = "online_ttt_mae", *overrides: str):
+  """`configs/<name>.py:tiny` with `KEY=VALUE` overrides. Runs of one kind share
+  their compiled program (runtime settings), through the persistent cache."""
+  return apply_overrides(load_config_file(f"{CONFIGS / name}.py:tiny"), list(overrides))
 
 
-def tiny_runner(driver="scan", **method):
-  c = tiny_config(**method)
-  c.engine.driver = driver
-  v, mc, _ = load_source_model(c.model, c.data.num_classes)
-  return VideoRunner(c, v, mc), c
+def tiny_runner(name: str = "online_ttt_mae", *overrides: str):
+  c = tiny_config(name, *overrides)
+  return make_runner(c)[0], c
 
 
 def video(seed=0, t=6, h=32, w=32):
@@ -39,4 +36,5 @@ def random_frames(t=6, h=32, w=32, seed=0):
 
 def trees_equal(a, b) -> bool:
   """Every leaf of two pytrees of the same structure equal, bit for bit."""
-  return all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  return len(la) == len(lb) and all(np.array_equal(np.asarray(x), np.asarray(y)) for x, y in zip(la, lb))

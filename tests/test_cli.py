@@ -63,34 +63,56 @@ def test_unknown_key_is_a_clear_error(tmp_path, capsys):
   assert "expected a value of type int" in capsys.readouterr().err
 
 
-def test_every_video_config_has_the_required_keys():
+def test_every_config_and_variant_loads_and_builds_its_method():
+  """Each config file, and each of its named variants, names a registered method
+  whose plan builds; the variants change what they say."""
   from pathlib import Path
   from ttt_jax.cli.config_io import load_config_file
-  for f in sorted(Path("configs").glob("*.py")):
+  from ttt_jax.methods.defaults import VARIANTS
+  from ttt_jax.methods.registry import METHODS
+  from ttt_jax.runner.run import make_runner
+  files = sorted(f for f in Path("configs").glob("*.py") if f.stem not in ("__init__", "pretrain_synthetic"))
+  assert len(files) >= 14
+  for f in files:
     c = load_config_file(f)
-    if "method" not in c:
-      continue  # pretraining config
-    for k in ("engine.driver", "data.seed", "data.num_videos", "data.num_frames"):
-      node = c
-      for part in k.split("."):
-        node = node[part]
+    assert c.method.kind in METHODS, f
+    assert {"driver", "seed", "max_window", "max_steps_per_frame", "scan_chunk"} <= set(c.engine), f
+    if f.stem.startswith("ditta_") or f.stem == "smoke":
+      with pytest.raises(ValueError, match="no variant"):
+        load_config_file(f"{f}:demo")
+      continue
+    demo, quick, tiny = (load_config_file(f"{f}:{v}") for v in ("demo", "quick", "tiny"))
+    assert (demo.data.seed, demo.data.num_videos, demo.data.num_frames, demo.method.batch_size) == (1000, 4, 48, 16)
+    assert (quick.data.num_videos, quick.data.num_frames, quick.method.batch_size) == (2, 24, 8)
+    assert tiny.model.checkpoint == "random" and tiny.data.height == 32
+    make_runner(tiny)                                        # the method builds its plan
+    with pytest.raises(ValueError, match="unknown config variant 'huge'"):
+      load_config_file(f"{f}:huge")
+  assert VARIANTS == ("", "demo", "quick", "tiny")
+
+
+def test_demo_learning_rates_come_from_the_config_files():
+  from ttt_jax.demo import demo_config
+  lrs = {n: demo_config(n, quick=False).method.optimizer.lr for n in
+         ("online_ttt_mae", "offline", "self_train", "tent", "main_task")}
+  assert lrs == {"online_ttt_mae": 3e-3, "offline": 3e-3, "self_train": 1e-3, "tent": 1e-3, "main_task": 1e-4}
 
 
 def test_ditta_config_end_to_end_through_the_commands(tmp_path):
   """`ttt-jax export`, `sam2-bridge targets` (flow), `ttt-jax run configs/ditta_w50.py`."""
   import subprocess
   import sys
-  from tests.methods.test_ditta import TINY
-  over = [f"{k}={v}" for k, v in TINY.items()]
+  from tests.methods.test_ditta import TINY, TINY_DITTA
+  over = [*TINY, *TINY_DITTA]
   exp, tgt = tmp_path / "export", tmp_path / "targets"
-  assert main(["export", "configs/ditta_w50.py", *over, "--out", str(exp), "--quiet"]) in (0, None)
+  assert main(["export", "configs/ditta_w50.py", *over, "--out", str(exp), "--quiet"]) == 0
   r = subprocess.run([sys.executable, "-m", "sam2_bridge.cli", "targets", "--export-dir", str(exp),
                       "--out-dir", str(tgt)], capture_output=True, text=True)
   assert r.returncode == 0, r.stderr
   assert len(list(tgt.glob("*.npz"))) == 2
   out = tmp_path / "run"
-  assert main(["run", "configs/ditta_w50.py", *over, f"method.targets_dir={tgt}", "--out", str(out),
-               "--quiet"]) in (0, None)
+  assert main(["run", "configs/ditta_w50.py", *over, f"method.targets.dir={tgt}", "--out", str(out),
+               "--quiet"]) == 0
   res = json.loads((out / "results.json").read_text())
   assert res["method"] == "ditta" and res["evaluated"] == "frames after the warm-up"
   assert res["skipped_updates"] == 0 and np.isfinite(res["metrics"]["miou"])

@@ -1,4 +1,4 @@
-"""The demo's pipeline (two methods, quick size): table, JSON and plots."""
+"""The demo's pipeline (two methods, the configs' tiny variant): table, JSON and plots."""
 import json
 
 import pytest
@@ -9,13 +9,9 @@ from ttt_jax import demo
 def test_demo_quick_two_methods(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(demo, "METHODS", ("main_task", "online_ttt_mae"))
   monkeypatch.setattr(demo, "MAIN", ("main_task", "online_ttt_mae"))
-  base = demo.demo_config
-
-  def small(name, *, quick):
-    c = base(name, quick=quick)
-    c.data.num_videos, c.data.num_frames, c.method.batch_size = 1, 10, 2
-    return c
-  monkeypatch.setattr(demo, "demo_config", small)
+  from ttt_jax.cli.config_io import load_config_file
+  # the configs' own tiny variant instead of :quick
+  monkeypatch.setattr(demo, "demo_config", lambda name, *, quick: load_config_file(f"{demo.config_path(name)}:tiny"))
   summary = demo.demo(tmp_path, quick=True)
   out = capsys.readouterr().out
   assert "online_ttt_mae" in out and "mIoU" in out

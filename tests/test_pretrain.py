@@ -87,9 +87,9 @@ def test_reconstruction_head_batchnorm_keeps_the_statistics_of_masked_inputs():
   import jax
   from ttt_jax.checkpoint.model_io import init_variables
   from ttt_jax.data import synthetic
-  from ttt_jax.methods.segformer_task import normalise
   from ttt_jax.models.segformer import YSegFormer, segformer_config
-  from ttt_jax.objectives.reconstruction import mask_input, patch_mask, visible_input
+  from ttt_jax.models.inputs import mask_input, normalise, visible_input
+  from ttt_jax.objectives.reconstruction import patch_mask
   from ttt_jax.train.pretrain import TrainState, _augment_pair, make_optimizer, make_train_step
   c = _cfg(2, "joint_bn")
   mcfg = segformer_config("tiny", 8)

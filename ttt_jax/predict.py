@@ -5,10 +5,9 @@ import jax
 import numpy as np
 
 from ttt_jax.checkpoint.model_io import load_model
-from ttt_jax.engine.drivers import check_frames
-from ttt_jax.engine.state import split_params
-from ttt_jax.methods.segformer_task import SegTask, check_frame_size, normalise
-from ttt_jax.objectives.reconstruction import visible_input
+from ttt_jax.data.checks import check_frames
+from ttt_jax.methods.segformer_task import SegTask, check_frame_size
+from ttt_jax.models.inputs import normalise, visible_input
 
 
 def predict_logits(checkpoint, frames_THW3, *, batch: int = 8, what: str = "frames") -> np.ndarray:
@@ -19,7 +18,6 @@ def predict_logits(checkpoint, frames_THW3, *, batch: int = 8, what: str = "fram
   variables, cfg, _ = load_model(checkpoint)
   check_frame_size(cfg, *frames.shape[1:3], what)
   task = SegTask(cfg)
-  tr, fr = split_params(variables, lambda p: False)
-  fn = jax.jit(lambda x: task.segment(tr, fr, visible_input(normalise(x))))
+  fn = jax.jit(lambda x: task.segment(variables, visible_input(normalise(x))))
   out = [np.asarray(fn(frames[i:i + batch])) for i in range(0, len(frames), batch)]
   return np.concatenate(out).astype(np.float32)

@@ -6,7 +6,8 @@ import pytest
 
 from ttt_jax.objectives.class_balance import class_drift, num_predicted_classes
 from ttt_jax.objectives.entropy import entropy_loss
-from ttt_jax.objectives.reconstruction import mask_input, patch_mask, reconstruction_loss
+from ttt_jax.models.inputs import mask_input
+from ttt_jax.objectives.reconstruction import patch_mask, reconstruction_loss
 from ttt_jax.objectives.self_training import self_training_loss
 
 

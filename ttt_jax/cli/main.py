@@ -15,7 +15,7 @@ def _config(a):
 
 
 def _run(a):
-  from ttt_jax.methods.video_run import run
+  from ttt_jax.runner.run import run
   res = run(_config(a), a.out, progress=not a.quiet)
   m = res["metrics"]
   print(f"{res['method']}: mIoU {100 * m['miou']:.2f}  wIoU {100 * m['wiou']:.2f}  "

@@ -3,6 +3,8 @@
 All four give bit-identical predictions for the same inputs and seed
 (tests/engine/test_drivers.py). Each video gets its own key, derived from the
 run's seed and the video's index, so batching never changes its randomness.
+Drivers take tick data as it comes: validating it is the job of the data side
+that made it (a method's `make_ticks`).
 """
 from __future__ import annotations
 
@@ -17,35 +19,11 @@ from ttt_jax.engine.schedule import Schedule
 from ttt_jax.engine.state import TTTState
 from ttt_jax.engine.step import Tick
 
-# ---------------------------------------------------------------------------
-# Input checks
-# ---------------------------------------------------------------------------
 
-
-def check_frames(frames_THWC, name: str = "frames", frame_shape=None) -> np.ndarray:
-  """Validates a video array; returns it as numpy. Raises ValueError naming the issue."""
-  a = np.asarray(frames_THWC)
-  if a.ndim != 4:
-    raise ValueError(f"{name}: expected T x H x W x C frames (rank 4), got shape {a.shape}")
-  if a.shape[0] == 0:
-    raise ValueError(f"{name}: the video is empty (0 frames)")
-  if a.shape[-1] != 3:
-    raise ValueError(f"{name}: expected 3 colour channels (RGB), got shape {a.shape}")
-  if frame_shape is not None and tuple(a.shape[1:]) != tuple(frame_shape):
-    raise ValueError(f"{name}: expected frames of shape {tuple(frame_shape)}, got {a.shape[1:]}")
-  if a.dtype != np.uint8 and not np.issubdtype(a.dtype, np.floating):
-    raise ValueError(f"{name}: expected uint8 or float frames, got dtype {a.dtype}")
-  if np.issubdtype(a.dtype, np.floating):
-    bad = ~np.isfinite(a).reshape(a.shape[0], -1).all(axis=1)
-    if bad.any():
-      raise ValueError(f"{name}: frame(s) {np.flatnonzero(bad)[:10].tolist()} contain NaN or "
-                       "infinite values")
-  return a
-
-
-def ticks_for(frames_THWC: np.ndarray, sched: Schedule) -> Tick:
-  """Gathers the frames of a schedule into a Tick of stacked arrays (length L)."""
-  return Tick(frame_HWC=frames_THWC[sched.frame_index], push=sched.push,
+def ticks_for(data_T, sched: Schedule) -> Tick:
+  """Gathers per-frame tick data (leaves with a leading frame axis `T`) into the
+  schedule's ticks (length L)."""
+  return Tick(data=jax.tree.map(lambda x: np.asarray(x)[sched.frame_index], data_T), push=sched.push,
               adapt=sched.adapt, predict=sched.predict)
 
 
@@ -54,13 +32,23 @@ def video_key(seed: int, video_index: int) -> jax.Array:
   return jax.random.fold_in(jax.random.key(seed), video_index)
 
 
+def chunks(ticks: Tick, size: int, axis: int = 0) -> Iterator[Tick]:
+  """Splits ticks into chunks of `size` along `axis` (the schedule must be padded to
+  a multiple of `size`, `Schedule.pad_to`): one compiled scan runs any length."""
+  n = ticks.push.shape[axis]
+  if size <= 0 or n % size:
+    raise ValueError(f"{n} ticks do not split into chunks of {size}; pad the schedule first")
+  for i in range(0, n, size):
+    yield jax.tree.map(lambda x: np.take(np.asarray(x), np.arange(i, i + size), axis=axis), ticks)
+
+
 # ---------------------------------------------------------------------------
 # Drivers
 # ---------------------------------------------------------------------------
 
 
 def scan_driver(step) -> Callable[[TTTState, Tick], tuple[TTTState, dict]]:
-  """A whole schedule as one jitted `lax.scan`; the state buffer is donated."""
+  """A run of ticks as one jitted `lax.scan`; the state buffer is donated."""
   return jax.jit(lambda state, ticks: jax.lax.scan(step, state, ticks), donate_argnums=0)
 
 
@@ -69,18 +57,17 @@ def stream_driver(step) -> Callable[[TTTState, Tick], tuple[TTTState, dict]]:
   return jax.jit(step, donate_argnums=0)
 
 
-def run_stream(jitted_step, state: TTTState, frames: Iterable, *,
-               frame_shape=None) -> Iterator[tuple[TTTState, np.ndarray]]:
-  """Online modes over any iterator of frames (e.g. a camera).
+def run_stream(jitted_step, state: TTTState, items: Iterable) -> Iterator[tuple[TTTState, np.ndarray]]:
+  """Online modes over any iterator of tick data (e.g. frames from a camera, each
+  validated by whoever made it).
 
-  Yields `(state, labels_HW)` after each frame; the caller may checkpoint the
-  state at any point and resume with the remaining frames.
+  Yields `(state, labels)` after each item; the caller may checkpoint the state at
+  any point and resume with the remaining items.
   """
   on = np.array(True)
-  for i, f in enumerate(frames):
-    f = check_frames(np.asarray(f)[None], f"frame {i}", frame_shape)[0]
-    state, out = jitted_step(state, Tick(frame_HWC=f, push=on, adapt=on, predict=on))
-    yield state, np.asarray(out["labels_HW"])
+  for item in items:
+    state, out = jitted_step(state, Tick(data=item, push=on, adapt=on, predict=on))
+    yield state, np.asarray(out["labels"])
 
 
 def run_schedule_stream(jitted_step, state: TTTState, ticks: Tick):
@@ -93,15 +80,27 @@ def run_schedule_stream(jitted_step, state: TTTState, ticks: Tick):
   return state, jax.tree.map(lambda *xs: np.stack(xs), *outs)
 
 
-def vmap_driver(step, mesh: Mesh | None = None):
-  """Many videos at once: `vmap` of the scan over a leading video axis.
+BATCHINGS = ("vmap", "map")
+
+
+def vmap_driver(step, mesh: Mesh | None = None, batching: str = "vmap"):
+  """Many videos at once over a leading video axis.
+
+  `batching='vmap'` vectorises the scan over the videos; `'map'` runs a device's
+  videos one after another inside one program (`lax.map`), each exactly as the
+  scan driver would. XLA batches some ops into kernels that round differently
+  (DiTTA's train-mode passes: a few pixels in a thousand flip), so methods whose
+  predictions must match the scan driver bit for bit there use 'map'.
 
   Videos of unequal length are handled by padding their schedules with no-op
   ticks (`Schedule.pad_to`). With `mesh`, the video axis is split over the
   mesh's `'videos'` axis (multi-host: call `jax.distributed.initialize()` first
   and build the mesh over `jax.devices()`).
   """
-  run = jax.vmap(lambda state, ticks: jax.lax.scan(step, state, ticks))
+  if batching not in BATCHINGS:
+    raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+  one = lambda state, ticks: jax.lax.scan(step, state, ticks)
+  run = jax.vmap(one) if batching == "vmap" else (lambda states, ticks: jax.lax.map(lambda a: one(*a), (states, ticks)))
   if mesh is None:
     return jax.jit(run, donate_argnums=0)
   # shard_map: each device runs the vmapped scan on its own videos, with no

@@ -4,9 +4,9 @@ Every mode is the same step run over a sequence of ticks; a tick names a frame
 and whether to push it to memory, adapt, and predict. The last `T` ticks of every
 schedule predict frames 0..T-1 in order, so predictions are `outs[-T:]`.
 
-| mode          | StepConfig                  | ticks                                        |
+| mode          | runtime settings (hparams)  | ticks                                        |
 | ------------- | --------------------------- | -------------------------------------------- |
-| none          | steps_per_frame = 0         | predict each frame                           |
+| none          | (never adapts)              | predict each frame                           |
 | reset         | carry_params=False, k=1     | push, adapt, predict each frame              |
 | implicit      | carry_params=True,  k=1     | same                                         |
 | window        | carry_params=True,  k       | same                                         |
@@ -14,6 +14,9 @@ schedule predict frames 0..T-1 in order, so predictions are `outs[-T:]`.
 | offline       | carry_params=True,  k=T     | push all; n adapt ticks; predict all, frozen |
 | warmup_freeze | carry_params=True,  k       | q passes over the first W frames (push,      |
 |               |                             | adapt); predict all, frozen                  |
+
+The settings are runtime values (`mode_settings`), so every mode of a method runs
+one compiled program.
 """
 from __future__ import annotations
 
@@ -46,6 +49,16 @@ class Schedule:
     return Schedule(np.concatenate([self.frame_index, np.zeros(n, np.int32)]),
                     np.concatenate([self.push, z]), np.concatenate([self.adapt, z]),
                     np.concatenate([self.predict, z]))
+
+
+def mode_settings(mode: str, window: int, num_frames: int) -> dict:
+  """`carry_params` and the window `k` of a memory mode for a video of `num_frames`."""
+  if mode not in MODES:
+    raise ValueError(f"unknown memory mode {mode!r}; expected one of {MODES}")
+  if mode == "offline":
+    return dict(carry_params=True, window=int(num_frames))
+  k = int(window) if mode in ("window", "explicit", "warmup_freeze") else 1
+  return dict(carry_params=mode not in ("reset", "explicit"), window=k)
 
 
 def warmup_frames(num_frames: int, fraction: float) -> int:

@@ -1,14 +1,14 @@
 """The per-tick step of online TTT: push to memory, adapt, predict.
 
-One pure function serves every memory mode of the papers; the mode is a
-configuration (`StepConfig`) plus a per-tick schedule of flags (`Tick`, see
-`schedule.py`). The engine knows no model and no loss: a method supplies a
-`Learner` (loss, predict, optimizer).
+One pure function serves every memory mode of the papers; the mode is a few
+runtime settings (`TTTState.hparams`) plus a per-tick schedule of flags (`Tick`,
+see `schedule.py`). The engine knows no model, no loss and no data layout: a
+method supplies a `Learner`, and a tick's data is any pytree of arrays.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -16,97 +16,149 @@ import optax
 from flax import struct
 
 from ttt_jax.engine import memory as mem_lib
-from ttt_jax.engine.state import TTTState
+from ttt_jax.engine.state import Context, TTTState
 
 PyTree = Any
-# loss_fn(trainable, frozen, batch_BHWC, key) -> (scalar loss, new frozen)
-LossFn = Callable[[PyTree, PyTree, jax.Array, jax.Array], tuple[jax.Array, PyTree]]
-# predict_fn(trainable, frozen, frame_HWC) -> labels_HW int32
-PredictFn = Callable[[PyTree, PyTree, jax.Array], jax.Array]
-# reset_fn(trainable, anchor, frozen, frame_HWC) -> bool scalar: restore the anchor
-ResetFn = Callable[[PyTree, PyTree, PyTree, jax.Array], jax.Array]
-# post_update_fn(trainable, frozen, anchor, key) -> (trainable, frozen), after each
-# optimizer step: sees the updated parameters (e.g. a momentum copy kept in `frozen`
-# follows them, as PyTorch loops update their EMA after `optimizer.step()`).
-PostUpdateFn = Callable[[PyTree, PyTree, PyTree, jax.Array], tuple[PyTree, PyTree]]
+
+# Runtime settings every step reads from `TTTState.hparams` (a method may add its own,
+# e.g. learning rates its optimizer reads):
+#   carry_params (bool)     implicit memory; False restores the anchor before adapting
+#   window (int32)          explicit memory: batches come from the last `window` ticks
+#   steps (int32)           optimizer steps per adapting tick (<= StepConfig.max_steps)
+#   reset_opt_state (bool)  rebuild the optimizer state every adapting tick
+#   ema_new, ema_old (f32)  EMA weights of the new parameters and the old copy
+HPARAMS = ("carry_params", "window", "steps", "reset_opt_state", "ema_new", "ema_old")
+
+
+class LossFn(Protocol):
+  def __call__(self, trainable: PyTree, ctx: Context, batch: PyTree, key: jax.Array
+               ) -> tuple[jax.Array, tuple[PyTree, PyTree]]:
+    """The adaptation loss of a batch drawn from memory.
+
+    Args:
+      trainable: the parameters being trained (differentiated).
+      ctx: the rest of the state (frozen, stats, method_state, ema, anchor, hparams).
+      batch: tick data with a leading batch axis `B` on every leaf.
+      key: PRNG key of this update.
+    Returns:
+      `(loss, (stats, method_state))`: a scalar, and the updated statistics and
+      method state (returned unchanged when the loss does not update them).
+    """
+
+
+class PredictFn(Protocol):
+  def __call__(self, trainable: PyTree, ctx: Context, data: PyTree, *carry) -> Any:
+    """Labels of one tick's data (e.g. `H, W` int32). A recurrent predictor
+    (`Learner.predict_carry_init` set) takes the carry last and returns
+    `(labels, carry)`."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Learner:
   """What a method plugs into the engine.
 
-  A recurrent predictor (one that looks at earlier frames, e.g. DiTTA's temporal
-  add-on) sets `predict_carry_init(frame_HWC) -> carry`; its `predict_fn` then is
-  `(trainable, frozen, frame_HWC, carry) -> (labels_HW, carry)` and the carry
-  lives in `TTTState.pred_carry`, advanced only on predicting ticks.
+  Attributes:
+    loss_fn: see `LossFn`; None for a method that never adapts (no update branch
+      is compiled).
+    predict_fn: see `PredictFn`.
+    optimizer: `hparams -> optax.GradientTransformation`, called inside the step so
+      learning rates can be runtime values; its `init` must not depend on them.
+    reset_fn: `(trainable, ctx, data) -> bool scalar`: restore the anchor.
+    post_update_fn: `(trainable, ctx, key) -> trainable`, after each optimizer
+      step and the EMA (CoTTA's stochastic restore).
+    predict_carry_init: `data -> carry` of a recurrent predictor (the carry lives
+      in `TTTState.pred_carry`, advanced only on predicting ticks).
   """
-  loss_fn: LossFn
+  loss_fn: LossFn | None
   predict_fn: PredictFn
-  optimizer: optax.GradientTransformation
-  reset_fn: ResetFn | None = None
-  post_update_fn: PostUpdateFn | None = None
-  predict_carry_init: Callable[[jax.Array], PyTree] | None = None
+  optimizer: Callable[[PyTree], optax.GradientTransformation]
+  reset_fn: Callable[[PyTree, Context, PyTree], jax.Array] | None = None
+  post_update_fn: Callable[[PyTree, Context, jax.Array], PyTree] | None = None
+  predict_carry_init: Callable[[PyTree], PyTree] | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class StepConfig:
-  """Static settings of the step.
+  """Static settings of the step: changing one compiles a new program.
 
   Attributes:
-    carry_params: implicit memory; False restores the anchor before each adaptation.
-    window: explicit memory size k (frames kept; 1 = the current frame only).
-    steps_per_frame: optimizer steps per adapting tick.
-    batch_size: frames drawn with replacement from the window per step.
-    reset_opt_state: rebuild the optimizer state every tick (the reference does).
-    ema_decay: keep an EMA of the trainable parameters with this decay, or None.
+    memory_slots: explicit memory size (the largest runtime window).
+    max_steps: the most optimizer steps per tick a run may ask for (`hparams['steps']`).
+    batch_size: items drawn from the window per step.
+    ema: keep an EMA of the trainable parameters (`TTTState.ema`).
     sampling: how a batch is drawn from the window ('iid' or 'balanced', see
       `memory.sample_indices`).
   """
-  carry_params: bool = True
-  window: int = 1
-  steps_per_frame: int = 1
+  memory_slots: int = 1
+  max_steps: int = 1
   batch_size: int = 1
-  reset_opt_state: bool = True
-  ema_decay: float | None = None
+  ema: bool = False
   sampling: str = "iid"
 
   def __post_init__(self):
     if self.sampling not in mem_lib.SAMPLINGS:
       raise ValueError(f"sampling must be one of {mem_lib.SAMPLINGS}, got {self.sampling!r}")
-    if self.window < 1:
-      raise ValueError(f"window (memory size k) must be >= 1, got {self.window}")
-    if self.steps_per_frame < 0:
-      raise ValueError(f"steps_per_frame must be >= 0, got {self.steps_per_frame}")
+    if self.memory_slots < 1:
+      raise ValueError(f"memory_slots must be >= 1, got {self.memory_slots}")
+    if self.max_steps < 0:
+      raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
     if self.batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
+def make_hparams(*, carry_params=True, window=1, steps=1, reset_opt_state=True, ema_decay=0.0,
+                 cfg: StepConfig | None = None, **extra) -> dict[str, jax.Array]:
+  """The runtime settings of a run as arrays (see `HPARAMS`); `extra` adds a method's
+  own (floats become float32). The EMA weights are computed here in float64, as a
+  Python constant would be, so runtime and constant settings give the same bits."""
+  if cfg is not None:
+    if not 1 <= window <= cfg.memory_slots:
+      raise ValueError(f"window {window} must be in [1, memory_slots={cfg.memory_slots}] "
+                       "(engine.max_window)")
+    if not 0 <= steps <= cfg.max_steps:
+      raise ValueError(f"steps per frame {steps} must be in [0, {cfg.max_steps}] "
+                       "(engine.max_steps_per_frame)")
+  hp = dict(carry_params=jnp.asarray(bool(carry_params)), window=jnp.asarray(window, jnp.int32),
+            steps=jnp.asarray(steps, jnp.int32), reset_opt_state=jnp.asarray(bool(reset_opt_state)),
+            ema_new=jnp.asarray(1.0 - ema_decay, jnp.float32),
+            ema_old=jnp.asarray(1.0 - (1.0 - ema_decay), jnp.float32))
+  for k, v in extra.items():
+    hp[k] = jnp.asarray(v, jnp.float32 if isinstance(v, float) else None)
+  return hp
+
+
 @struct.dataclass
 class Tick:
-  """One scheduled tick: a frame and what to do with it (flags are bool scalars)."""
-  frame_HWC: jax.Array
+  """One scheduled tick: its data (any pytree) and what to do with it (bool scalars)."""
+  data: PyTree
   push: jax.Array
   adapt: jax.Array
   predict: jax.Array
 
 
-def init_state(learner: Learner, cfg: StepConfig, *, trainable: PyTree, frozen: PyTree,
-               frame_HWC: jax.Array, key: jax.Array) -> TTTState:
-  """The state before the first frame. `frame_HWC` gives the frame shape and dtype.
+def init_state(learner: Learner, cfg: StepConfig, *, trainable: PyTree, stats: PyTree = None,
+               frozen: PyTree = None, method_state: PyTree = None, hparams: PyTree,
+               example: PyTree, key: jax.Array) -> TTTState:
+  """The state before the first tick. `example` (one tick's data) gives the memory's
+  shapes and dtypes.
 
   Every array is a fresh copy: the drivers donate the state, and the caller's
   parameters must survive to start the next video.
   """
   copy = lambda t: jax.tree.map(lambda x: jnp.array(x, copy=True), t)
-  ema = copy(trainable) if cfg.ema_decay is not None else None
+  missing = set(HPARAMS) - set(hparams)
+  if missing:
+    raise ValueError(f"hparams lack {sorted(missing)}; build them with make_hparams")
   return TTTState(
-      trainable=copy(trainable), frozen=copy(frozen), anchor=copy(trainable),
-      opt_state=learner.optimizer.init(trainable),
-      memory=mem_lib.empty_memory(cfg.window, jnp.asarray(frame_HWC)),
-      ema=ema, step=jnp.zeros((), jnp.int32), key=key,
+      trainable=copy(trainable), stats=copy(stats or {}), frozen=copy(frozen or {}),
+      method_state=copy(method_state or {}), ema=copy(trainable) if cfg.ema else None,
+      anchor=copy(trainable), hparams=copy(hparams),
+      opt_state=learner.optimizer(hparams).init(trainable),
+      memory=mem_lib.empty_memory(cfg.memory_slots, example),
+      step=jnp.zeros((), jnp.int32), key=key,
       skipped=jnp.zeros((), jnp.int32), resets=jnp.zeros((), jnp.int32),
-      pred_carry=(learner.predict_carry_init(jnp.asarray(frame_HWC))
-                  if learner.predict_carry_init is not None else None))
+      pred_carry=(learner.predict_carry_init(example) if learner.predict_carry_init is not None
+                  else None))
 
 
 def _all_finite(tree) -> jax.Array:
@@ -121,76 +173,84 @@ def _select(pred, a, b):
 def make_step(learner: Learner, cfg: StepConfig):
   """Returns `step(state, tick) -> (state, out)`, pure and jit/scan/vmap-able.
 
-  `out` has `labels_HW` (int32; meaningful where `tick.predict`), `loss` (mean
-  loss of this tick's steps; 0 when not adapting) and `adapted` (bool).
+  `out` has `labels` (the predictor's output; zeros where not `tick.predict`),
+  `loss` (mean loss of this tick's steps; 0 when not adapting) and `adapted` (bool).
   """
-  opt = learner.optimizer
 
-  def adapt(args):
-    trainable, frozen, opt_state, skipped, memory, key, anchor = args
+  def update_loop(state, trainable, memory, key):
+    hp = state.hparams
+    opt = learner.optimizer(hp)
+    # Inside the adapting branch, so ticks that only predict copy nothing: memory-less
+    # modes restart from the anchor, and the optimizer state is rebuilt.
+    trainable = _select(~hp["carry_params"], state.anchor, trainable)
+    opt_state = _select(hp["reset_opt_state"], opt.init(trainable), state.opt_state)
+    # Step i uses split(key, max_steps)[i], which does not depend on max_steps
+    # (partitionable threefry), so the cap never changes a run's randomness.
+    keys = jax.random.split(key, max(cfg.max_steps, 1))
 
-    def one_update(carry, key):
-      trainable, frozen, opt_state, skipped = carry
-      k_batch, k_loss, k_post = jax.random.split(key, 3)
-      batch = mem_lib.sample(memory, k_batch, cfg.batch_size, cfg.sampling)
-      (loss, new_frozen), grads = jax.value_and_grad(learner.loss_fn, has_aux=True)(
-          trainable, frozen, batch, k_loss)
+    def one_update(i, carry):
+      trainable, stats, mstate, ema, opt_state, skipped, loss_sum = carry
+      k_batch, k_loss, k_post = jax.random.split(keys[i], 3)
+      batch = mem_lib.sample(memory, k_batch, cfg.batch_size, cfg.sampling, hp["window"])
+      ctx = Context(frozen=state.frozen, stats=stats, method_state=mstate, ema=ema,
+                    anchor=state.anchor, hparams=hp)
+      (loss, (new_stats, new_mstate)), grads = jax.value_and_grad(learner.loss_fn, has_aux=True)(
+          trainable, ctx, batch, k_loss)
       updates, new_opt = opt.update(grads, opt_state, trainable)
       new_tr = optax.apply_updates(trainable, updates)
+      new_ema = ema
+      if cfg.ema:  # the momentum copy follows each optimizer step
+        new_ema = jax.tree.map(lambda n, o: hp["ema_new"] * n + hp["ema_old"] * o, new_tr, ema)
       if learner.post_update_fn is not None:
-        new_tr, new_frozen = learner.post_update_fn(new_tr, new_frozen, anchor, k_post)
+        new_tr = learner.post_update_fn(new_tr, ctx.replace(ema=new_ema), k_post)
       ok = jnp.isfinite(loss) & _all_finite(grads)
-      # A non-finite loss never reaches the carried parameters: skip and count.
-      carry = (_select(ok, new_tr, trainable), _select(ok, new_frozen, frozen),
-               _select(ok, new_opt, opt_state), skipped + (~ok).astype(jnp.int32))
-      return carry, jnp.where(ok, loss, 0.0)
+      # A non-finite loss never reaches the carried state: skip and count.
+      new = (new_tr, new_stats, new_mstate, new_ema, new_opt)
+      old = (trainable, stats, mstate, ema, opt_state)
+      return (*_select(ok, new, old), skipped + (~ok).astype(jnp.int32),
+              loss_sum + jnp.where(ok, loss, 0.0).astype(jnp.float32))
 
-    keys = jax.random.split(key, cfg.steps_per_frame)
-    (trainable, frozen, opt_state, skipped), losses = jax.lax.scan(
-        one_update, (trainable, frozen, opt_state, skipped), keys)
-    return trainable, frozen, opt_state, skipped, jnp.mean(losses).astype(jnp.float32)
-
-  def no_adapt(args):
-    trainable, frozen, opt_state, skipped, _, _, _ = args
-    return trainable, frozen, opt_state, skipped, jnp.zeros_like(skipped, jnp.float32)
+    init = (trainable, state.stats, state.method_state, state.ema, opt_state, state.skipped,
+            jnp.zeros((), jnp.float32))
+    *out, loss_sum = jax.lax.fori_loop(0, hp["steps"], one_update, init)
+    return (*out, loss_sum / jnp.maximum(hp["steps"], 1).astype(jnp.float32))
 
   def step(state: TTTState, tick: Tick):
+    hp = state.hparams
     key, k_adapt = jax.random.split(state.key)
-    memory = mem_lib.push(state.memory, tick.frame_HWC, tick.push)
-    active = tick.adapt & (memory.count > 0) & (cfg.steps_per_frame > 0)
+    memory = mem_lib.push(state.memory, tick.data, tick.push)
+    active = tick.adapt & (memory.count > 0) & (hp["steps"] > 0)
     trainable = state.trainable
-    if not cfg.carry_params:
-      trainable = _select(active, state.anchor, trainable)
     resets = state.resets
     if learner.reset_fn is not None:
-      r = tick.adapt & learner.reset_fn(trainable, state.anchor, state.frozen, tick.frame_HWC)
+      # The reset rule judges the parameters this tick would adapt from.
+      trainable = _select(active & ~hp["carry_params"], state.anchor, trainable)
+      ctx = Context(frozen=state.frozen, stats=state.stats, method_state=state.method_state,
+                    ema=state.ema, anchor=state.anchor, hparams=hp)
+      r = tick.adapt & learner.reset_fn(trainable, ctx, tick.data)
       trainable = _select(r, state.anchor, trainable)
       resets = resets + r.astype(jnp.int32)
-    opt_state = state.opt_state
-    if cfg.reset_opt_state:
-      opt_state = _select(active, opt.init(trainable), opt_state)
-    args = (trainable, state.frozen, opt_state, state.skipped, memory, k_adapt, state.anchor)
-    if cfg.steps_per_frame > 0:
-      trainable, frozen, opt_state, skipped, loss = jax.lax.cond(active, adapt, no_adapt, args)
-    else:  # statically predict-only: no update branch to compile
-      trainable, frozen, opt_state, skipped, loss = no_adapt(args)
-    ema = state.ema
-    if ema is not None:
-      ema = _select(active, optax.incremental_update(trainable, ema, 1.0 - cfg.ema_decay), ema)
-    no_labels = jnp.zeros(tick.frame_HWC.shape[:2], jnp.int32)
+    carried = (trainable, state.stats, state.method_state, state.ema, state.opt_state, state.skipped)
+    if learner.loss_fn is None:  # a predict-only method: no update branch to compile
+      (trainable, stats, mstate, ema, opt_state, skipped), loss = carried, jnp.zeros((), jnp.float32)
+    else:
+      trainable, stats, mstate, ema, opt_state, skipped, loss = jax.lax.cond(
+          active, lambda: update_loop(state, trainable, memory, k_adapt),
+          lambda: (*carried, jnp.zeros((), jnp.float32)))
+    ctx = Context(frozen=state.frozen, stats=stats, method_state=mstate, ema=ema,
+                  anchor=state.anchor, hparams=hp)
     pred_carry = state.pred_carry
     if learner.predict_carry_init is None:
-      labels = jax.lax.cond(
-          tick.predict, lambda: learner.predict_fn(trainable, frozen, tick.frame_HWC).astype(jnp.int32),
-          lambda: no_labels)
+      predict = lambda: learner.predict_fn(trainable, ctx, tick.data)
+      blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(predict))
+      labels = jax.lax.cond(tick.predict, predict, lambda: blank)
     else:
-      def recurrent():
-        lab, c = learner.predict_fn(trainable, frozen, tick.frame_HWC, pred_carry)
-        return lab.astype(jnp.int32), c
-      labels, pred_carry = jax.lax.cond(tick.predict, recurrent, lambda: (no_labels, pred_carry))
-    new = state.replace(trainable=trainable, frozen=frozen, opt_state=opt_state, memory=memory,
-                        ema=ema, step=state.step + 1, key=key, skipped=skipped, resets=resets,
-                        pred_carry=pred_carry)
-    return new, dict(labels_HW=labels, loss=loss, adapted=active)
+      predict = lambda: learner.predict_fn(trainable, ctx, tick.data, pred_carry)
+      blank = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(predict)[0])
+      labels, pred_carry = jax.lax.cond(tick.predict, predict, lambda: (blank, pred_carry))
+    new = state.replace(trainable=trainable, stats=stats, method_state=mstate, ema=ema,
+                        opt_state=opt_state, memory=memory, step=state.step + 1, key=key,
+                        skipped=skipped, resets=resets, pred_carry=pred_carry)
+    return new, dict(labels=labels, loss=loss, adapted=active)
 
   return step

@@ -1,61 +1,59 @@
-"""Default config of a video TTT run; every file under configs/ starts from it."""
+"""Default configs of video TTT runs; every file under configs/ starts from one.
+
+`config.method` holds what every method shares (kind, memory mode, window, steps,
+batch, trainable subset, optimizer, EMA, schedule); each method's own settings
+live in their own block (`method.mae`, `method.ditta`, ...), present only in the
+configs of the methods that read them. `method.kind` names the method in
+`ttt_jax.methods.registry`.
+
+Named variants (big_vision's `get_config(arg)`): every video config takes
+'' (the reference's settings on the default synthetic data), 'demo' (the demo's
+held-out videos and batch, and the lr tuned for the shipped model, stated in
+the file), 'quick' (`ttt-jax demo --quick`) and 'tiny' (a tiny random model on
+two short videos, for tests).
+"""
 from __future__ import annotations
 
 import ml_collections
 
+# Trainable subsets as path regexes over '/'-joined variable paths (big_vision's
+# `make_mask_trees` convention); only 'params' leaves are ever trained.
+ALL = ("params/.*",)
+HEADS = ("params/(decode_head|recon)/.*",)
+DECODE_HEAD = ("params/decode_head/.*",)
+NORM = (r"params/(?:[^/]+/)*[^/]*norm[^/]*/(?:[^/]+/)*(?:scale|bias)",)
+NONE = ()
+# The reference's two learning rates: the encoder at 0.1 x the heads' lr.
+ENCODER_AT_0_1 = (("params/encoder/.*", 0.1),)
 
-def video_config() -> ml_collections.ConfigDict:
+VIDEO_KINDS = ("none", "mae", "entropy", "self_train", "norm")
+VARIANTS = ("", "demo", "quick", "tiny")
+
+
+def _optimizer(lr, *, lr_groups=ENCODER_AT_0_1, weight_decay=0.05, clip_norm=0.01):
+  return ml_collections.ConfigDict(dict(lr=lr, lr_groups=lr_groups, weight_decay=weight_decay,
+                                        b1=0.9, b2=0.999, clip_norm=clip_norm))
+
+
+def base_config(kind: str) -> ml_collections.ConfigDict:
+  """The shared keys of every video run, for a method of `kind`."""
   c = ml_collections.ConfigDict()
   c.method = m = ml_collections.ConfigDict()
-  m.name = "online_ttt_mae"
-  m.objective = "mae"            # none | mae | entropy | self_train | norm | ditta | cotta | zero_shot
+  m.name = kind
+  m.kind = kind                  # the method (ttt_jax.methods.registry)
   m.mode = "window"              # none | reset | implicit | window | explicit | offline | warmup_freeze
-  m.window = 16                  # explicit memory k
-  m.steps_per_frame = 1
+  m.window = 16                  # explicit memory k (a runtime value, <= engine.max_window)
+  m.steps_per_frame = 1          # optimizer steps per adapting tick (runtime, <= engine.max_steps_per_frame)
   m.batch_size = 32
-  m.trainable = "all"            # all | heads | decode_head | norm | none
-  m.lr = 1e-4                    # head lr
-  m.encoder_lr_mult = 0.1
-  m.weight_decay = 0.05
-  m.b1, m.b2 = 0.9, 0.999
-  m.clip_norm = 0.01
-  m.reset_opt_state = True       # the reference rebuilds the optimizer every frame
-  m.ema_decay = 0.0              # > 0 keeps a momentum copy
-  m.patch = 16
-  m.mask_ratio = 0.85
-  m.masked_only = False
-  m.norm_pix = False
-  m.crop = "native"              # native: the reference's crop at native scale; resized: zoom + flip
-  m.crop_size = (0, 0)           # native crop, pixels (multiples of 32); (0, 0) = the whole frame
-  m.crop_min_scale = 0.5         # resized: each sample its own crop (area share in [min, 1])
-  m.flip = True                  # resized: random horizontal flip
-  m.drop_path = True             # stochastic depth in TTT steps (the model's rate)
   m.window_sampling = "iid"      # iid: with replacement (paper); balanced: the reference code's
-  m.st_threshold = 0.9
-  m.st_mask_ratio = 0.8
-  m.class_balance_reset = False
-  m.cb_tolerance = 1
+  m.trainable = ALL              # path regexes of the trained parameters
+  m.optimizer = _optimizer(1e-4)  # head lr 1e-4, encoder 1e-5, AdamW wd 0.05, clip 0.01
+  m.reset_opt_state = True       # the reference rebuilds the optimizer every frame
+  m.ema_decay = 0.0              # > 0 keeps a momentum copy of the trained parameters
   m.offline_iters = 0            # offline: optimizer steps after seeing all frames
   m.warmup_fraction = 0.1
   m.warmup_passes = 1
   m.eval_after_warmup = False    # score only frames after the warm-up (DiTTA's protocol)
-  # DiTTA (objective 'ditta'; METHODS.md) and its baselines ('cotta', 'zero_shot')
-  m.targets_dir = ""             # cached targets: <targets_dir>/<video_id>.npz (sam2-bridge targets)
-  m.targets_teacher = ""         # refuse caches of another propagator ('flow', 'sam2:...'); '' = any
-  m.ditta_addon = True
-  m.ditta_distill = True
-  m.ditta_contrast = True
-  m.ditta_double_softmax = True  # the reference's CE on softmax probabilities; False = plain CE
-  m.ditta_dim = 256              # add-on query/key and projection width
-  m.ditta_radius = 5             # local attention window 11 x 11
-  m.ditta_tau = 0.8              # fuse where the plain reliability is below tau
-  m.ditta_momentum = 0.99
-  m.ditta_temperature = 1.0
-  m.ditta_max_objects = 100
-  m.cotta_momentum = 0.999
-  m.cotta_restore = 0.01
-  m.cotta_threshold = 0.69
-  m.cotta_scales = (1.0, 1.5, 2.0)
 
   c.model = md = ml_collections.ConfigDict()
   md.checkpoint = "builtin"      # a model dir, 'builtin' (shipped synthetic source model),
@@ -66,7 +64,7 @@ def video_config() -> ml_collections.ConfigDict:
   md.init_seed = 0
 
   c.data = d = ml_collections.ConfigDict()
-  d.name = "synthetic"           # synthetic | vspw | kitti_step
+  d.name = "synthetic"           # synthetic | frames | vspw | kitti_step
   d.root = ""
   d.split = "val"
   d.seed = 1000                  # held-out seeds start here; pretraining uses seeds < 1000
@@ -83,42 +81,120 @@ def video_config() -> ml_collections.ConfigDict:
   e.seed = 0
   e.videos_per_batch = 0         # vmap/sharded: videos at once (0 = all, or the device count)
   e.distributed = False          # sharded over several hosts: jax.distributed.initialize() first
+  # Static sizes of the compiled program: runs within them share it.
+  e.max_window = 64              # memory slots: the largest window (offline: the longest video)
+  e.max_steps_per_frame = 4
+  e.scan_chunk = 16              # ticks per scan call, so one program serves any video length
+  e.batching = "vmap"            # vmap/sharded: vmap the videos, or 'map' them one after another
+  return c
+
+
+def video_config(kind: str = "mae") -> ml_collections.ConfigDict:
+  """A video-TTT run (online TTT-MAE and its baselines) of `kind` (VIDEO_KINDS)."""
+  if kind not in VIDEO_KINDS:
+    raise ValueError(f"unknown video method kind {kind!r}; expected one of {VIDEO_KINDS}")
+  c = base_config(kind)
+  m = c.method
+  if kind in ("mae", "entropy", "self_train"):
+    # The views each step trains on: the reference's crop is a window at native
+    # scale, no resize, flip or colour jitter; 'resized' is a zoom-and-flip crop.
+    m.augment = ml_collections.ConfigDict(dict(
+        crop="native",           # native | resized
+        crop_size=(0, 0),        # native crop, pixels (multiples of 32); (0, 0) = the whole frame
+        crop_min_scale=0.5,      # resized: each sample its own crop (area share in [min, 1])
+        flip=True))              # resized: random horizontal flip
+    m.class_balance = ml_collections.ConfigDict(dict(enabled=False, tolerance=1))
+  if kind == "mae":
+    m.mae = ml_collections.ConfigDict(dict(
+        patch=16, mask_ratio=0.85, masked_only=False, norm_pix=False,
+        drop_path=True))         # stochastic depth in TTT steps (the model's rate)
+  if kind == "self_train":
+    m.self_train = ml_collections.ConfigDict(dict(threshold=0.9, mask_ratio=0.8, patch=16))
   c.lock()
   return c
 
 
-def ditta_config(*, warmup: float = 0.1, objective: str = "ditta", name: str = "ditta",
+def variant(c: ml_collections.ConfigDict, arg: str, *, demo_lr: float | None = None,
+            offline_iters_per_frame: int = 0) -> ml_collections.ConfigDict:
+  """Applies a named variant (VARIANTS) to a video config.
+
+  demo_lr: the lr of the 'demo' and 'quick' variants (tuned for the shipped model;
+    each config file says where its value comes from); None keeps the config's.
+  offline_iters_per_frame: offline mode's steps after seeing the video, per frame.
+  """
+  if arg not in VARIANTS:
+    raise ValueError(f"unknown config variant {arg!r}; expected one of {VARIANTS}")
+  m, d = c.method, c.data
+  if arg in ("demo", "quick"):
+    d.seed = 1000                # held out: pretraining stills use seed 1
+    d.num_videos, d.num_frames = (2, 24) if arg == "quick" else (4, 48)
+    m.batch_size = 8 if arg == "quick" else 16
+    if demo_lr is not None:
+      m.optimizer.lr = demo_lr
+  elif arg == "tiny":
+    c.model.checkpoint, c.model.size = "random", "tiny"
+    d.num_videos, d.num_frames, d.height, d.width = 2, 6, 32, 32
+    m.batch_size = 4
+    m.window = min(m.window, 4)
+    m.optimizer.lr = 1e-3        # large enough that a random tiny model visibly adapts
+    m.optimizer.clip_norm = 1.0 if m.optimizer.clip_norm > 0 else 0.0
+    c.engine.max_window = 8
+  if offline_iters_per_frame:
+    m.offline_iters = offline_iters_per_frame * d.num_frames
+  return c
+
+
+def ditta_config(*, warmup: float = 0.1, kind: str = "ditta", name: str = "ditta",
                  targets_dir: str = "", addon: bool = True, distill: bool = True,
                  contrast: bool = True) -> ml_collections.ConfigDict:
   """DiTTA's protocol (warm-up then freeze, evaluate after the warm-up) for DiTTA, its
-  ablations and its baselines ('none' = the ISS model, 'cotta', 'zero_shot').
+  ablations and its baselines (kind 'none' = the ISS model, 'cotta', 'zero_shot').
 
   Reference settings (METHODS.md): decoder-only AdamW lr 1e-3, betas (0.9, 0.999),
   weight decay 0.01, no clipping, 5 passes over the warm-up frames, one step per frame;
   the ISS model is a SegFormer with its BatchNorm decode head ('builtin_bn' here) and
   train-mode passes use stochastic depth 0.1 (the reference's MiT-B5).
   """
-  c = video_config()
+  c = base_config(kind)
   c.model.checkpoint = "builtin_bn"
   c.model.drop_path_rate = 0.1
+  c.engine.max_window = 1        # one tick at a time; a tick carries its frame, t-1 and targets
+  # vmap rounds DiTTA's train-mode passes differently from the scan (a few pixels in
+  # a thousand flip); 'map' keeps every driver's predictions bit-identical.
+  c.engine.batching = "map"
   m = c.method
-  m.name, m.objective = name, objective
+  m.name = name
   m.warmup_fraction = warmup
   m.eval_after_warmup = True
   m.window, m.batch_size, m.steps_per_frame = 1, 1, 1
-  m.targets_dir = targets_dir
-  m.ditta_addon, m.ditta_distill, m.ditta_contrast = addon, distill, contrast
   m.reset_opt_state = False
-  if objective == "ditta":
+  if kind in ("ditta", "zero_shot"):
+    m.targets = ml_collections.ConfigDict(dict(
+        dir=targets_dir,         # cached targets: <dir>/<video_id>.npz (sam2-bridge targets)
+        teacher=""))             # refuse caches of another propagator ('flow', 'sam2:...'); '' = any
+  if kind == "ditta":
     m.mode, m.warmup_passes = "warmup_freeze", 5
-    m.trainable = "decode_head"
-    m.lr, m.weight_decay, m.clip_norm = 1e-3, 0.01, 0.0
-  elif objective == "cotta":
+    m.trainable = ("params/(decode_head|ditta_addon|ditta_proj)/.*",)
+    m.optimizer = _optimizer(1e-3, lr_groups=(), weight_decay=0.01, clip_norm=0.0)
+    m.ema_decay = 0.99           # the momentum model
+    m.ditta = ml_collections.ConfigDict(dict(
+        addon=addon, distill=distill, contrast=contrast,
+        double_softmax=True,     # the reference's CE on softmax probabilities; False = plain CE
+        dim=256,                 # add-on query/key and projection width
+        radius=5,                # local attention window 11 x 11
+        tau=0.8,                 # fuse where the plain reliability is below tau
+        temperature=1.0, max_objects=100))
+  elif kind == "cotta":
     # CoTTA adapts online on every frame (its own protocol); scored on the same frames.
-    m.mode, m.trainable = "implicit", "all"
-    m.lr, m.weight_decay, m.clip_norm = 6e-5, 0.0, 0.0
-  else:  # 'none' (ISS) or 'zero_shot': no adaptation
-    m.mode, m.trainable = "none", "none"
+    m.mode, m.trainable = "implicit", ALL
+    m.optimizer = _optimizer(6e-5, lr_groups=(), weight_decay=0.0, clip_norm=0.0)
+    m.ema_decay = 0.999          # the teacher
+    m.cotta = ml_collections.ConfigDict(dict(restore=0.01, threshold=0.69, scales=(1.0, 1.5, 2.0)))
+  elif kind in ("none", "zero_shot"):  # the ISS model, or zero-shot refinement: no adaptation
+    m.mode, m.trainable = "none", NONE
+  else:
+    raise ValueError(f"unknown DiTTA-protocol kind {kind!r}; expected ditta, cotta, none or zero_shot")
+  c.lock()
   return c
 
 
@@ -127,4 +203,4 @@ def ditta_config(*, warmup: float = 0.1, objective: str = "ditta", name: str = "
 # mIoU w10 / w50 at lr 1e-4: 55.75 / 52.02 (radius 1), 55.67 / 50.91 (radius 5); lr 3e-4:
 # 54.65 / 48.82; lr 1e-3 (the reference's): 51.69 / 45.44; ISS 54.31 / 51.39. Small frames
 # (64 px: a 16 x 16 decoder grid) and a small model favour the low lr and the 3 x 3 window.
-SYNTHETIC_DITTA = {"method.lr": 1e-4, "method.ditta_radius": 1}
+SYNTHETIC_DITTA = {"method.optimizer.lr": 1e-4, "method.ditta.radius": 1}

@@ -13,7 +13,6 @@ skipped (resume); one exported by another model is an error.
 """
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
@@ -24,16 +23,10 @@ from ttt_jax.checkpoint.model_io import variables_digest
 from ttt_jax.data import synthetic
 from ttt_jax.data.datasets import load_videos
 from ttt_jax.engine.schedule import warmup_frames
+from ttt_jax.io.files import atomic_write_bytes, save_npy
 from ttt_jax.methods.ditta import iss_probs_fn
 from ttt_jax.methods.model_source import load_source_model
 from ttt_jax.methods.segformer_task import SegTask, check_frame_size
-from ttt_jax.methods.video_run import atomic_write_bytes
-
-
-def _save_npy(path: Path, a: np.ndarray):
-  buf = io.BytesIO()
-  np.save(buf, a)
-  atomic_write_bytes(path, buf.getvalue())
 
 
 def export(config, out_dir, *, progress: bool = True) -> list[str]:
@@ -57,10 +50,10 @@ def export(config, out_dir, *, progress: bool = True) -> list[str]:
     check_frame_size(model_cfg, *frames.shape[1:3], what=f"video {vid}")
     vdir.mkdir(parents=True, exist_ok=True)
     w = warmup_frames(len(frames), m.warmup_fraction)
-    _save_npy(vdir / "frames.npy", np.ascontiguousarray(frames, np.uint8))
-    _save_npy(vdir / "iss_probs.npy", probs(frames[:w]).astype(np.float32))
+    save_npy(vdir / "frames.npy", np.ascontiguousarray(frames, np.uint8))
+    save_npy(vdir / "iss_probs.npy", probs(frames[:w]).astype(np.float32))
     if d.name == "synthetic":  # what the generator knows, for the oracle propagator only
-      _save_npy(vdir / "instances.npy", synthetic.benchmark_instances(
+      save_npy(vdir / "instances.npy", synthetic.benchmark_instances(
           vid, num_frames=d.num_frames, height=d.height, width=d.width, shuffled=d.shuffled,
           max_severity=d.max_severity))
     atomic_write_bytes(vdir / cache_schema.ISS_DIGEST_FILE, digest.encode())  # last: marks done

@@ -48,3 +48,10 @@ def load_source_model(model_cfg, num_classes: int):
 def _with_drop_path(cfg, model_cfg):
   rate = model_cfg.get("drop_path_rate", -1.0)
   return dataclasses.replace(cfg, drop_path_rate=rate) if rate >= 0 else cfg
+
+
+def source_model(config) -> "SourceModel":
+  """The `SourceModel` of a run config (`config.model`, classes from `config.data`)."""
+  from ttt_jax.methods.base import SourceModel
+  variables, cfg, meta = load_source_model(config.model, num_classes=config.data.num_classes)
+  return SourceModel(variables=variables, cfg=cfg, meta=meta)

@@ -81,7 +81,7 @@ def _shift_sum(x_NHWC, w_HW1C, padding):
   y = jnp.zeros((x_NHWC.shape[0], ho, wo, x_NHWC.shape[3]), jnp.result_type(x_NHWC, w_HW1C))
   for u in range(kh):
     for v in range(kw):
-      y = y + xp[:, u:u + ho, v:v + wo, :] * w_HW1C[u, v, 0]
+      y = y + xp[:, u:u + ho, v:v + wo, :] * w_HW1C[u, v, 0][None, None, None, :]
   return y
 
 
@@ -152,5 +152,6 @@ class Conv(nn.Module):
     else:
       y = conv2d(x_NHWC, kernel, strides, pad, self.groups)
     if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+      b = self.param("bias", nn.initializers.zeros, (self.features,)).astype(y.dtype)
+      y = y + b.reshape((1,) * (y.ndim - 1) + (-1,))
     return y

@@ -14,6 +14,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
+from ttt_jax.models.inputs import mask_input
+
 
 def patch_mask(key: jax.Array, batch: int, height: int, width: int, *, patch: int = 16,
                ratio: float = 0.85) -> jax.Array:
@@ -30,17 +32,6 @@ def patch_mask(key: jax.Array, batch: int, height: int, width: int, *, patch: in
   m = (ranks < n_mask).astype(jnp.float32).reshape(batch, gh, gw)
   m = jnp.repeat(jnp.repeat(m, patch, axis=1), patch, axis=2)
   return m[:, :height, :width]
-
-
-def mask_input(images_BHW3: jax.Array, mask_BHW: jax.Array) -> jax.Array:
-  """Zeroes masked pixels of normalised images and appends the mask channel: `B, H, W, 4`."""
-  keep = (1.0 - mask_BHW)[..., None]
-  return jnp.concatenate([images_BHW3 * keep, mask_BHW[..., None]], axis=-1)
-
-
-def visible_input(images_BHW3: jax.Array) -> jax.Array:
-  """Unmasked input for prediction: mask channel all 'visible' (0)."""
-  return jnp.concatenate([images_BHW3, jnp.zeros_like(images_BHW3[..., :1])], axis=-1)
 
 
 def _patch_normalise(x_BHW3, patch):

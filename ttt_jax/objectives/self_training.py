@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ttt_jax.objectives.reconstruction import mask_input, patch_mask, visible_input
+from ttt_jax.models.inputs import mask_input, visible_input
+from ttt_jax.objectives.reconstruction import patch_mask
 
 
 def self_training_loss(segment: Callable[[jax.Array], jax.Array], images_BHW3: jax.Array,

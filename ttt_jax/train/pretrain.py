@@ -38,9 +38,9 @@ from tqdm.auto import tqdm
 from ttt_jax.checkpoint.model_io import init_variables, save_model
 from ttt_jax.data import synthetic
 from ttt_jax.methods.augment import photometric_distortion, random_resized_crop
-from ttt_jax.methods.segformer_task import normalise
 from ttt_jax.models.segformer import YSegFormer, segformer_config
-from ttt_jax.objectives.reconstruction import reconstruction_loss, visible_input
+from ttt_jax.models.inputs import normalise, visible_input
+from ttt_jax.objectives.reconstruction import reconstruction_loss
 
 
 @struct.dataclass
