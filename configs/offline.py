@@ -5,14 +5,10 @@ order after seeing the video, then predict frozen.
 """
 from ttt_jax.methods import defaults
 
-# demo lr: `benchmarks/video_ttt.py --sweep-lr` on tuning seeds 5000/6000 (never scored) gave
-# online TTT-MAE 48.75 / 48.54 / 48.97 / 49.05 mIoU at lr 1e-4 / 3e-4 / 1e-3 / 3e-3 (main
-# task 49.05) with the shipped small model; the reference lr 1e-4 is for large models.
-DEMO_LR = 3e-3
-
 
 def get_config(arg: str = ""):
   c = defaults.video_config("mae")
   c.method.name = "offline"
   c.method.mode = "offline"
-  return defaults.variant(c, arg, demo_lr=DEMO_LR, offline_iters_per_frame=1)
+  # demo lr 3e-3, chosen on tuning seeds (defaults.TTT_MAE_DEMO_LR)
+  return defaults.variant(c, arg, demo_lr=defaults.TTT_MAE_DEMO_LR, offline_iters_per_frame=1)

@@ -39,6 +39,7 @@ from ttt_jax.engine.state import split_variables
 from ttt_jax.engine.step import Learner
 from ttt_jax.methods.augment import random_crop, random_resized_crop
 from ttt_jax.methods.base import Plan, SourceModel, Variables, program_key
+from ttt_jax.methods.defaults import VIDEO_KINDS
 from ttt_jax.methods.optim import make_optimizer
 from ttt_jax.methods.segformer_task import SegTask
 from ttt_jax.methods.video_plan import (first_scored_fn, frame_ticks, runtime_hparams, schedule_fn,
@@ -49,7 +50,7 @@ from ttt_jax.objectives.entropy import entropy_loss
 from ttt_jax.objectives.reconstruction import reconstruction_loss
 from ttt_jax.objectives.self_training import self_training_loss
 
-KINDS = ("none", "mae", "entropy", "self_train", "norm")
+KINDS = VIDEO_KINDS
 CROPS = ("native", "resized")
 
 
