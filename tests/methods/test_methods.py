@@ -35,7 +35,7 @@ def test_config_mode_maps_to_its_step_settings(name):
   carry, window, steps, adapting = MODES[name]
   assert (bool(hp["carry_params"]), int(hp["window"]), int(hp["steps"])) == (carry, window, steps), name
   assert int(runner.plan.schedule(6).adapt.sum()) == adapting
-  assert bool(hp["reset_opt_state"])                       # the reference rebuilds AdamW every frame
+  assert not bool(hp["reset_opt_state"])     # the reference code keeps AdamW's state across frames
   np.testing.assert_allclose(float(hp["lr"]), c.method.optimizer.lr)
   np.testing.assert_allclose(float(hp["lr_0"]), 0.1 * c.method.optimizer.lr)   # encoder at 0.1x
 
@@ -69,12 +69,15 @@ def test_a_shared_program_predicts_as_a_fresh_one():
 # below the tolerances.
 GOLDEN = {
     "main_task": (0.0, 0.029396123733592655),
-    "online_ttt_mae": (2.3255889415740967, 0.028720213709663066),
+    "online_ttt_mae": (2.3255889415740967, 0.030846154115597258),
     "offline": (1.4044896364212036, 0.032755642545647216),
     "norm_adapt": (0.0, 0.03397884771656942),       # no gradient step: statistics only
     "tent": (1.8072561025619507, 0.02902951072757915),
-    "self_train": (1.4122929573059082, 0.02863545816733068),
+    "self_train": (1.4122929573059082, 0.023735934328095253),
 }
+# Last changed when the optimizer followed the reference code's (AdamW state kept across
+# frames, no weight decay on norm layers, TTT-MAE leaves the main head alone): first
+# losses unchanged, the mIoU of online TTT-MAE and self-training moved.
 # The tiny random model is never 90% confident: self-training would train on nothing.
 GOLDEN_OVERRIDES = {"self_train": ("method.self_train.threshold=0.2",)}
 

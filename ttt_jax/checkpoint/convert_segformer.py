@@ -4,7 +4,14 @@
 `SegformerForSemanticSegmentation.save_pretrained` (config.json +
 model.safetensors); DST a model directory (`model_io`). Reads with
 `safetensors.numpy`, so no PyTorch is needed. The mask-channel input weights are
-set to zero and the reconstruction head is freshly initialised (from `key`).
+set to zero (unless the state dict's first patch embedding already takes 4
+channels) and the reconstruction head is freshly initialised (from `key`), unless
+the state dict has one: a `recon.*` head of the decode head's architecture with
+48 outputs read through `pixel_shuffle(4)`, as `benchmarks/torch_reference.py`
+builds the Y-model in PyTorch; its output channels are reordered from
+pixel_shuffle's (c, ry, rx) to `depth_to_space`'s (ry, rx, c). With
+`cfg.head_norm='group'` the heads' `batch_norm` entries are read as the weight and
+bias of a GroupNorm put in its place (no running statistics).
 """
 from __future__ import annotations
 
@@ -31,11 +38,13 @@ _NEW_TO_CLASSIC = [
     (r"attention\.sequence_reduction\.sequence_reduction", "attention.self.sr"),
     (r"attention\.sequence_reduction\.layer_norm", "attention.self.layer_norm"),
     (r"mlp\.fc1", "mlp.dense1"), (r"mlp\.fc2", "mlp.dense2"),
-    (r"decode_head\.linear_projections\.", "decode_head.linear_c."),
+    (r"(decode_head|recon)\.linear_projections\.", r"\1.linear_c."),
 ]
 
 
 def hf_config_to_ours(hf: dict) -> SegFormerConfig:
+  if hf.get("num_channels", 3) not in (3, 4):
+    raise ValueError(f"num_channels {hf['num_channels']}: expected RGB (3) or RGB + mask (4)")
   ratios = set(hf.get("mlp_ratios", [4]))
   if len(ratios) != 1:
     raise ValueError(f"per-stage mlp_ratios {hf['mlp_ratios']} are not supported")
@@ -45,7 +54,7 @@ def hf_config_to_ours(hf: dict) -> SegFormerConfig:
       patch_sizes=tuple(hf["patch_sizes"]), strides=tuple(hf["strides"]),
       mlp_ratio=ratios.pop(), decoder_hidden_size=hf["decoder_hidden_size"],
       num_labels=len(hf["id2label"]) if "id2label" in hf else hf["num_labels"],
-      num_channels=hf.get("num_channels", 3) + 1,
+      num_channels=4,  # RGB + the mask channel, whether the source has it (4) or not (3)
       classifier_dropout=hf.get("classifier_dropout_prob", 0.1))
 
 
@@ -79,7 +88,7 @@ def convert_state_dict(sd: dict[str, np.ndarray], cfg: SegFormerConfig, key: jax
   e = "segformer.encoder"
   for i in range(len(cfg.hidden_sizes)):
     pe = _conv(sd, f"{e}.patch_embeddings.{i}.proj")
-    if i == 0:  # append the zero mask channel
+    if i == 0 and pe["kernel"].shape[2] == 3:  # append the zero mask channel
       k = pe["kernel"]
       pe["kernel"] = np.concatenate([k, np.zeros((*k.shape[:2], 1, k.shape[3]), k.dtype)], axis=2)
     enc[f"patch_embed{i}"] = pe
@@ -97,18 +106,36 @@ def convert_state_dict(sd: dict[str, np.ndarray], cfg: SegFormerConfig, key: jax
           "attention": att,
           "mlp": {"dense1": _dense(sd, f"{b}.mlp.dense1"), "dense2": _dense(sd, f"{b}.mlp.dense2"),
                   "dwconv": _conv(sd, f"{b}.mlp.dwconv.dwconv")}}
-  head = {f"linear_c{i}": _dense(sd, f"decode_head.linear_c.{i}.proj")
-          for i in range(len(cfg.hidden_sizes))}
-  head["linear_fuse"] = {"kernel": sd["decode_head.linear_fuse.weight"][:, :, 0, 0].T}
-  head["batch_norm"] = _ln(sd, "decode_head.batch_norm")
-  head["classifier"] = {"kernel": sd["decode_head.classifier.weight"][:, :, 0, 0].T,
-                        "bias": sd["decode_head.classifier.bias"]}
-  new = {"encoder": enc, "decode_head": head, "recon": params["recon"]}
+  head = _head(sd, "decode_head", cfg)
+  recon = params["recon"]
+  if any(k.startswith("recon.") for k in sd):
+    recon = _head(sd, "recon", cfg)
+    # pixel_shuffle reads channel c * 16 + ry * 4 + rx; depth_to_space (ry * 4 + rx) * 3 + c.
+    r, c = 4, 3
+    order = np.array([ch * r * r + ry * r + rx for ry in range(r) for rx in range(r) for ch in range(c)])
+    recon["classifier"] = {"kernel": recon["classifier"]["kernel"][:, order],
+                           "bias": recon["classifier"]["bias"][order]}
+  new = {"encoder": enc, "decode_head": head, "recon": recon}
   _check_same_tree(new, params)
-  stats = dict(variables["batch_stats"])
-  stats["decode_head"] = {"batch_norm": {"mean": sd["decode_head.batch_norm.running_mean"],
-                                         "var": sd["decode_head.batch_norm.running_var"]}}
-  return {"params": new, "batch_stats": stats}
+  stats = dict(variables.get("batch_stats", {}))
+  if cfg.head_norm == "batch":
+    for name in ("decode_head", "recon"):
+      if f"{name}.batch_norm.running_mean" in sd:
+        stats[name] = {"batch_norm": {"mean": sd[f"{name}.batch_norm.running_mean"],
+                                      "var": sd[f"{name}.batch_norm.running_var"]}}
+  return {"params": new, "batch_stats": stats} if stats else {"params": new}
+
+
+def _head(sd, prefix, cfg: SegFormerConfig):
+  """An all-MLP decode head (`decode_head` or `recon`) of a classic-named state dict."""
+  head = {f"linear_c{i}": _dense(sd, f"{prefix}.linear_c.{i}.proj")
+          for i in range(len(cfg.hidden_sizes))}
+  head["linear_fuse"] = {"kernel": sd[f"{prefix}.linear_fuse.weight"][:, :, 0, 0].T}
+  norm = {"batch": "batch_norm", "group": "group_norm", "layer": "layer_norm"}[cfg.head_norm]
+  head[norm] = _ln(sd, f"{prefix}.batch_norm")
+  head["classifier"] = {"kernel": sd[f"{prefix}.classifier.weight"][:, :, 0, 0].T,
+                        "bias": sd[f"{prefix}.classifier.bias"]}
+  return head
 
 
 def _check_same_tree(new, ref):

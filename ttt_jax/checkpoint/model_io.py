@@ -11,6 +11,8 @@ clear error instead of being loaded half.
 """
 from __future__ import annotations
 
+import functools
+
 import hashlib
 import json
 import os
@@ -28,6 +30,12 @@ from ttt_jax.models.segformer import SegFormerConfig, YSegFormer
 
 def init_variables(cfg: SegFormerConfig, key: jax.Array, image_hw=(64, 64)):
   """Random variables of a Y-SegFormer (`params`, `batch_stats`)."""
+  return _init(cfg, key, tuple(image_hw))
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def _init(cfg, key, image_hw):
+  # Jitted: run op by op, initialisation compiles hundreds of small programs.
   x = jnp.zeros((1, *image_hw, cfg.num_channels), jnp.float32)
   return YSegFormer(cfg).init(key, x)
 

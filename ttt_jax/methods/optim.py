@@ -5,6 +5,9 @@
                             group sets a parameter's lr (e.g. the encoder at 0.1x);
                             parameters no group matches use `lr`
     optimizer.weight_decay, b1, b2   AdamW (decoupled weight decay)
+    optimizer.no_decay      path regexes of parameters without weight decay (the
+                            reference's detectron2 optimizer gives normalisation
+                            layers weight decay 0: SOLVER.WEIGHT_DECAY_NORM); () = all
     optimizer.clip_norm     global-norm clip before AdamW; 0 = none
 
 The learning rates are runtime values (`hparams['lr']`, `hparams['lr_<i>']`), so
@@ -33,6 +36,11 @@ def make_optimizer(o):
   groups = tuple((str(p), float(m)) for p, m in o.lr_groups)
   matchers = [path_matcher(p) for p, _ in groups]
   b1, b2, wd, clip = float(o.b1), float(o.b2), float(o.weight_decay), float(o.clip_norm)
+  no_decay = path_matcher(tuple(o.get("no_decay", ())))
+
+  def decay_mask(tree):
+    return jax.tree_util.tree_map_with_path(
+        lambda path, _: not no_decay(tuple(str(getattr(k, "key", k)) for k in path)), tree)
 
   def labels(tree):
     def label(path, _):
@@ -41,7 +49,7 @@ def make_optimizer(o):
     return jax.tree_util.tree_map_with_path(label, tree)
 
   def build(hparams) -> optax.GradientTransformation:
-    adamw = lambda lr: optax.adamw(lr, b1=b1, b2=b2, weight_decay=wd)
+    adamw = lambda lr: optax.adamw(lr, b1=b1, b2=b2, weight_decay=wd, mask=decay_mask)
     if groups:
       names = ["lr"] + [f"lr_{i}" for i in range(len(groups))]
       t = optax.partition({n: adamw(hparams[n]) for n in names}, labels)

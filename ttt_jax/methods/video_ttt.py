@@ -7,11 +7,11 @@ compiled program (the main task is kind 'mae' in mode 'none': it never adapts).
 | config            | kind       | mode          | trains (method.trainable) |
 | ----------------- | ---------- | ------------- | ------------------------- |
 | main_task         | mae        | none          | (nothing: never adapts)   |
-| ttt_mae_no_mem    | mae        | reset         | all                       |
-| online_ttt_mae    | mae        | window (k=16) | all                       |
-| implicit_only     | mae        | implicit      | all                       |
-| explicit_only     | mae        | explicit      | all                       |
-| offline           | mae        | offline       | all                       |
+| ttt_mae_no_mem    | mae        | reset         | encoder + recon head      |
+| online_ttt_mae    | mae        | window (k=16) | encoder + recon head      |
+| implicit_only     | mae        | implicit      | encoder + recon head      |
+| explicit_only     | mae        | explicit      | encoder + recon head      |
+| offline           | mae        | offline       | encoder + recon head      |
 | norm_adapt        | norm       | implicit      | BN statistics *           |
 | tent              | entropy    | implicit      | norm affine               |
 | self_train        | self_train | implicit      | all                       |
@@ -20,9 +20,10 @@ compiled program (the main task is kind 'mae' in mode 'none': it never adapts).
   has none to adapt: norm adapt then predicts as the main task, as the reference's
   LN adapt does.
 
-Reference settings (METHODS.md): AdamW, head lr 1e-4, encoder lr 0.1 x head,
-weight decay 0.05, global-norm clip 0.01, optimizer state rebuilt every frame,
-one step per frame, batch 32 from the window with replacement, own crop and
+Reference settings (METHODS.md and the reference code's optimizer): AdamW, head
+lr 1e-4, encoder lr 0.1 x head, weight decay 0.05 except on normalisation layers,
+global-norm clip 0.01, AdamW's state kept from frame to frame (the code's default;
+`method.reset_opt_state=True` rebuilds it), one step per frame, batch 32 from the window with replacement, own crop and
 mask per sample. The crop is the reference's: a window at native scale, no resize,
 no flip, no colour jitter (`method.augment.crop='native'`, `crop_size` in pixels,
 (0, 0) = the whole frame); `crop='resized'` is a zoom-and-flip crop. TTT steps run
@@ -47,7 +48,7 @@ from ttt_jax.methods.video_plan import (first_scored_fn, frame_ticks, runtime_hp
 from ttt_jax.models.inputs import normalise, visible_input
 from ttt_jax.objectives.class_balance import class_drift
 from ttt_jax.objectives.entropy import entropy_loss
-from ttt_jax.objectives.reconstruction import reconstruction_loss
+from ttt_jax.objectives.reconstruction import masked_reconstruction_loss, patch_mask
 from ttt_jax.objectives.self_training import self_training_loss
 
 KINDS = VIDEO_KINDS
@@ -94,16 +95,31 @@ def _loss_fn(task: SegTask, m):
     if kind == "mae":
       o = m.mae
       imgs = views(batch_BHWC, k_aug)
-      dp_key = k_dp if o.drop_path else None
-      return reconstruction_loss(lambda x: task.reconstruct(v, x, key=dp_key), imgs, k_obj,
-                                 patch=o.patch, ratio=o.mask_ratio, masked_only=o.masked_only,
-                                 norm_pix=o.norm_pix), keep
+      b, h, w, _ = imgs.shape
+      mask = patch_mask(k_obj, b, h, w, patch=o.patch, ratio=o.mask_ratio)
+      return mae_views_loss(task, m)(trainable, ctx, imgs, mask, k_dp), keep
     if kind == "entropy":
       x = visible_input(views(batch_BHWC, k_aug))
       return entropy_loss(task.segment(v, x)), keep
     s = m.self_train
     return self_training_loss(lambda x: task.segment(v, x), views(batch_BHWC, k_aug), k_obj,
                               threshold=s.threshold, mask_ratio=s.mask_ratio, patch=s.patch), keep
+  return loss
+
+
+def mae_views_loss(task: SegTask, m):
+  """TTT-MAE's loss on given views and masks: `(trainable, ctx, images_BHW3 (normalised),
+  mask_BHW (1 = masked), key) -> scalar`; `key` draws stochastic depth
+  (`method.mae.drop_path`). The step's loss draws the views and masks, then calls this;
+  the parity test with the PyTorch loop feeds both the same ones."""
+  o = m.mae
+
+  def loss(trainable, ctx, images_BHW3, mask_BHW, key):
+    v = ctx.variables(trainable)
+    dp_key = key if o.drop_path else None
+    return masked_reconstruction_loss(lambda x: task.reconstruct(v, x, key=dp_key), images_BHW3,
+                                      mask_BHW, patch=o.patch, masked_only=o.masked_only,
+                                      norm_pix=o.norm_pix)
   return loss
 
 

@@ -48,20 +48,31 @@ def _patch_normalise(x_BHW3, patch):
 def reconstruction_loss(reconstruct: Callable[[jax.Array], jax.Array], images_BHW3: jax.Array,
                         key: jax.Array, *, patch: int = 16, ratio: float = 0.85,
                         masked_only: bool = False, norm_pix: bool = False, has_aux: bool = False):
-  """MSE between `reconstruct(masked input)` and the normalised images.
+  """MSE between `reconstruct(masked input)` and the normalised images, with an
+  independent random patch mask per sample drawn from `key` (`patch_mask`).
 
   Args:
     reconstruct: `B, H, W, 4 -> B, H, W, 3`, the reconstruction head g(f(.)); with
       `has_aux`, `-> (B, H, W, 3, aux)` (e.g. the head's updated BatchNorm statistics).
     images_BHW3: normalised images.
-    key: draws an independent mask per sample.
+    key: draws the masks.
   Returns: scalar loss, or `(loss, aux)` with `has_aux`.
   """
   b, h, w, _ = images_BHW3.shape
   m = patch_mask(key, b, h, w, patch=patch, ratio=ratio)
-  out = reconstruct(mask_input(images_BHW3, m))
+  return masked_reconstruction_loss(reconstruct, images_BHW3, m, patch=patch,
+                                    masked_only=masked_only, norm_pix=norm_pix, has_aux=has_aux)
+
+
+def masked_reconstruction_loss(reconstruct: Callable[[jax.Array], jax.Array], images_BHW3: jax.Array,
+                               mask_BHW: jax.Array, *, patch: int = 16, masked_only: bool = False,
+                               norm_pix: bool = False, has_aux: bool = False):
+  """`reconstruction_loss` for given masks `B, H, W` (1 = masked), e.g. to feed the
+  same masks to another implementation."""
+  out = reconstruct(mask_input(images_BHW3, mask_BHW))
   pred, aux = out if has_aux else (out, None)
   target = _patch_normalise(images_BHW3, patch) if norm_pix else images_BHW3
   err = jnp.mean(jnp.square(pred.astype(jnp.float32) - target), axis=-1)
-  loss = jnp.sum(err * m) / jnp.maximum(jnp.sum(m), 1.0) if masked_only else jnp.mean(err)
+  loss = (jnp.sum(err * mask_BHW) / jnp.maximum(jnp.sum(mask_BHW), 1.0) if masked_only
+          else jnp.mean(err))
   return (loss, aux) if has_aux else loss

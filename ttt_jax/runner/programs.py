@@ -96,23 +96,40 @@ class Runner:
     return {"skipped": int(pick(state.skipped)), "resets": int(pick(state.resets)),
             "drift": layer_group_drift(pick(state.trainable), pick(state.anchor))}
 
-  def run_one(self, item_id: str, inputs, index: int, driver: str = "scan"):
-    """`(labels, stats)` of one item: the predictions of its frames in order (`T, ...`);
-    stats: skipped updates, resets, parameter drift, and each tick's loss and
-    whether it adapted."""
+  def _prepare(self, item_id: str, inputs, index: int, driver: str):
     if driver not in ("scan", "stream"):
       raise ValueError(f"run_one drives scan or stream, got {driver!r}")
     data = self.plan.make_ticks(item_id, inputs)
     t = len(jax.tree.leaves(data)[0])
     sched, ticks = self._ticks(data, t)
-    state = self.state_for(data, t, index)
+    return sched, ticks, self.state_for(data, t, index)
+
+  def _first_program(self, driver, state, ticks):
     if driver == "stream":
-      step = self._program("stream", self._jitted["stream"], state, jax.tree.map(lambda x: x[0], ticks))
+      return self._program("stream", self._jitted["stream"], state, jax.tree.map(lambda x: x[0], ticks))
+    chunk = next(drivers.chunks(ticks, self.scan_chunk or len(ticks.push)))
+    return self._program("scan", self._jitted["scan"], state, chunk)
+
+  def precompile(self, item_id: str, inputs, index: int = 0, driver: str = "scan") -> float:
+    """Compiles the program `run_one` would run on this item, without running it;
+    returns the seconds spent. XLA compiles without holding the GIL, so the
+    programs of several plans can compile at once in threads (as the demo does)."""
+    before = self.compile_seconds
+    _, ticks, state = self._prepare(item_id, inputs, index, driver)
+    self._first_program(driver, state, ticks)
+    return self.compile_seconds - before
+
+  def run_one(self, item_id: str, inputs, index: int, driver: str = "scan"):
+    """`(labels, stats)` of one item: the predictions of its frames in order (`T, ...`);
+    stats: skipped updates, resets, parameter drift, and each tick's loss and
+    whether it adapted."""
+    sched, ticks, state = self._prepare(item_id, inputs, index, driver)
+    if driver == "stream":
+      step = self._first_program(driver, state, ticks)
       state, outs = drivers.run_schedule_stream(step, state, ticks)
     else:
-      size = self.scan_chunk or len(ticks.push)
       parts = []
-      for chunk in drivers.chunks(ticks, size):
+      for chunk in drivers.chunks(ticks, self.scan_chunk or len(ticks.push)):
         state, o = self._program("scan", self._jitted["scan"], state, chunk)(state, chunk)
         parts.append(jax.tree.map(np.asarray, o))
       outs = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
