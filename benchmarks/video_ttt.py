@@ -10,8 +10,8 @@ the relative parameter drift of the encoder and heads over a video, then the
 findings: online > no memory > main task; online > offline; each memory helps;
 window sweep 1/4/16/64; shuffling removes online's advantage; the margin online -
 main task per seed; and online TTT-MAE with each reference-fidelity setting undone
-(the earlier zoom-and-flip crop, no stochastic depth) or swapped (the reference
-code's balanced window sampler). Writes benchmarks/results/video_ttt.json.
+(the earlier zoom-and-flip crop, no stochastic depth, AdamW rebuilt every frame as
+METHODS.md describes it) or swapped (the reference code's balanced window sampler). Writes benchmarks/results/video_ttt.json.
 Settings are the demo's (`configs/<method>.py:demo`): batch 16, the paper's window (16) and
 steps (1 per frame), the lr chosen by --sweep-lr for the shipped model.
 """
@@ -114,6 +114,7 @@ def main(argv=None):
         method("online crop=resized", "online_ttt_mae", **{"method.augment.crop": "resized"})
         method("online drop_path=off", "online_ttt_mae", **{"method.mae.drop_path": False})
         method("online sampling=balanced", "online_ttt_mae", **{"method.window_sampling": "balanced"})
+        method("online reset_opt=on", "online_ttt_mae", **{"method.reset_opt_state": True})
   findings = {}
   if not a.sweep_lr and not a.only:
     m = lambda k: rows[k]["miou"]

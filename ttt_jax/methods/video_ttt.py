@@ -14,7 +14,7 @@ compiled program (the main task is kind 'mae' in mode 'none': it never adapts).
 | offline           | mae        | offline       | encoder + recon head      |
 | norm_adapt        | norm       | implicit      | BN statistics *           |
 | tent              | entropy    | implicit      | norm affine               |
-| self_train        | self_train | implicit      | all                       |
+| self_train        | self_train | implicit      | encoder + main head       |
 
 * A model whose heads keep no running statistics (the shipped 'builtin', GroupNorm)
   has none to adapt: norm adapt then predicts as the main task, as the reference's
