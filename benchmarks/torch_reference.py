@@ -28,13 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ttt_jax.io.files import write_json
+from ttt_jax.models.segformer import norm_groups
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
-
-
-def _groups(width: int, most: int = 32) -> int:
-  return max(g for g in range(1, most + 1) if width % g == 0)
 
 
 def build(num_labels=8, *, head_norm="batch", classifier_dropout=0.1):
@@ -57,7 +54,7 @@ def build(num_labels=8, *, head_norm="batch", classifier_dropout=0.1):
   recon = SegformerDecodeHead(rcfg)
   if head_norm == "group":
     for h in (head, recon):
-      h.batch_norm = nn.GroupNorm(_groups(cfg.decoder_hidden_size), cfg.decoder_hidden_size, eps=1e-5)
+      h.batch_norm = nn.GroupNorm(norm_groups(cfg.decoder_hidden_size), cfg.decoder_hidden_size, eps=1e-5)
   elif head_norm != "batch":
     raise ValueError(f"head_norm must be 'batch' or 'group', got {head_norm!r}")
   return enc, head, recon

@@ -79,7 +79,7 @@ def demo(out_dir="demo_out", *, quick: bool = False) -> dict:
   compile_wall = precompile(list(configs.values()), programs)
   for name in METHODS:
     rows[name] = run(configs[name], out / name, progress=True, programs=programs)
-  c = demo_config("main_task", quick=quick)
+  c = configs["main_task"]
   print(f"\nSynthetic benchmark, {c.data.num_videos} held-out videos x {c.data.num_frames} frames "
         f"of {c.data.height}x{c.data.width}, batch {c.method.batch_size} from the window; "
         f"configs/<method>.py:{'quick' if quick else 'demo'}; frames/s excludes compilation")

@@ -12,7 +12,6 @@ clear error instead of being loaded half.
 from __future__ import annotations
 
 import functools
-
 import hashlib
 import json
 import os

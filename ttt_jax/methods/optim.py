@@ -30,6 +30,11 @@ def lr_hparams(o) -> dict[str, float]:
   return hp
 
 
+def _keys(path) -> tuple[str, ...]:
+  """A pytree path (dict keys) as the string tuple `path_matcher` reads."""
+  return tuple(str(getattr(k, "key", k)) for k in path)
+
+
 def make_optimizer(o):
   """`hparams -> optax.GradientTransformation` for an optimizer block: global-norm
   clip, then AdamW per learning-rate group."""
@@ -39,13 +44,11 @@ def make_optimizer(o):
   no_decay = path_matcher(tuple(o.get("no_decay", ())))
 
   def decay_mask(tree):
-    return jax.tree_util.tree_map_with_path(
-        lambda path, _: not no_decay(tuple(str(getattr(k, "key", k)) for k in path)), tree)
+    return jax.tree_util.tree_map_with_path(lambda path, _: not no_decay(_keys(path)), tree)
 
   def labels(tree):
     def label(path, _):
-      keys = tuple(str(getattr(k, "key", k)) for k in path)
-      return next((f"lr_{i}" for i, m in enumerate(matchers) if m(keys)), "lr")
+      return next((f"lr_{i}" for i, m in enumerate(matchers) if m(_keys(path))), "lr")
     return jax.tree_util.tree_map_with_path(label, tree)
 
   def build(hparams) -> optax.GradientTransformation:

@@ -87,6 +87,7 @@ def _loss_fn(task: SegTask, m):
     return norm_loss
 
   views = _views(m)
+  mae_loss = mae_views_loss(task, m) if kind == "mae" else None
 
   def loss(trainable, ctx, batch_BHWC, key):
     k_aug, k_obj, k_dp = jax.random.split(key, 3)
@@ -97,7 +98,7 @@ def _loss_fn(task: SegTask, m):
       imgs = views(batch_BHWC, k_aug)
       b, h, w, _ = imgs.shape
       mask = patch_mask(k_obj, b, h, w, patch=o.patch, ratio=o.mask_ratio)
-      return mae_views_loss(task, m)(trainable, ctx, imgs, mask, k_dp), keep
+      return mae_loss(trainable, ctx, imgs, mask, k_dp), keep
     if kind == "entropy":
       x = visible_input(views(batch_BHWC, k_aug))
       return entropy_loss(task.segment(v, x)), keep

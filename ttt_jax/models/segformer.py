@@ -210,7 +210,8 @@ class MiTEncoder(nn.Module):
 # ---------------------------------------------------------------------------
 
 
-def _groups(width: int, most: int = 32) -> int:
+def norm_groups(width: int, most: int = 32) -> int:
+  """The heads' GroupNorm group count: 32, or the largest divisor of `width` below it."""
   return max(g for g in range(1, most + 1) if width % g == 0)
 
 
@@ -238,7 +239,7 @@ class DecodeHead(nn.Module):
     if self.norm == "batch":
       x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5, name="batch_norm")(x)
     elif self.norm == "group":
-      x = nn.GroupNorm(num_groups=_groups(self.hidden), epsilon=1e-5, name="group_norm")(x)
+      x = nn.GroupNorm(num_groups=norm_groups(self.hidden), epsilon=1e-5, name="group_norm")(x)
     else:
       x = nn.LayerNorm(epsilon=1e-5, name="layer_norm")(x)
     fused = nn.relu(x)

@@ -104,11 +104,13 @@ class Runner:
     sched, ticks = self._ticks(data, t)
     return sched, ticks, self.state_for(data, t, index)
 
+  def _scan_chunks(self, ticks):
+    return drivers.chunks(ticks, self.scan_chunk or len(ticks.push))
+
   def _first_program(self, driver, state, ticks):
     if driver == "stream":
       return self._program("stream", self._jitted["stream"], state, jax.tree.map(lambda x: x[0], ticks))
-    chunk = next(drivers.chunks(ticks, self.scan_chunk or len(ticks.push)))
-    return self._program("scan", self._jitted["scan"], state, chunk)
+    return self._program("scan", self._jitted["scan"], state, next(self._scan_chunks(ticks)))
 
   def precompile(self, item_id: str, inputs, index: int = 0, driver: str = "scan") -> float:
     """Compiles the program `run_one` would run on this item, without running it;
@@ -129,7 +131,7 @@ class Runner:
       state, outs = drivers.run_schedule_stream(step, state, ticks)
     else:
       parts = []
-      for chunk in drivers.chunks(ticks, self.scan_chunk or len(ticks.push)):
+      for chunk in self._scan_chunks(ticks):
         state, o = self._program("scan", self._jitted["scan"], state, chunk)(state, chunk)
         parts.append(jax.tree.map(np.asarray, o))
       outs = jax.tree.map(lambda *xs: np.concatenate(xs), *parts)
