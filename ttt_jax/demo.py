@@ -74,7 +74,7 @@ def demo(out_dir="demo_out", *, quick: bool = False) -> dict:
   t0 = time.perf_counter()
   rows = {}
   configs = {name: demo_config(name, quick=quick) for name in METHODS}
-  programs = ProgramCache()  # the TTT-MAE modes (and the main task) share one program
+  programs = ProgramCache()  # the demo variants share one program (engine.share_kinds)
   print(f"compiling the programs of {len(METHODS)} methods ...", flush=True)
   compile_wall = precompile(list(configs.values()), programs)
   for name in METHODS:
@@ -82,7 +82,8 @@ def demo(out_dir="demo_out", *, quick: bool = False) -> dict:
   c = configs["main_task"]
   print(f"\nSynthetic benchmark, {c.data.num_videos} held-out videos x {c.data.num_frames} frames "
         f"of {c.data.height}x{c.data.width}, batch {c.method.batch_size} from the window; "
-        f"configs/<method>.py:{'quick' if quick else 'demo'}; frames/s excludes compilation")
+        f"configs/<method>.py:{'quick' if quick else 'demo'}; every method runs one shared program "
+        f"(engine.share_kinds); frames/s excludes compilation")
   print(format_table(rows))
   curves = {n: np.nanmean([v["per_frame_miou"] for v in rows[n]["per_video"].values()], axis=0)
             for n in MAIN}

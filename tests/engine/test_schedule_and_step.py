@@ -204,3 +204,41 @@ def test_ema_follows_each_optimizer_step_then_post_update_sees_it():
   np.testing.assert_allclose(st.ema["params"]["enc"]["w"], ema, rtol=1e-6)
   np.testing.assert_allclose(st.trainable["params"]["enc"]["w"], w, rtol=1e-6)
   del seen
+
+
+def test_a_trainable_mask_trains_as_the_subset_alone_would():
+  """`hparams['trainable_mask']` (runs of different subsets sharing one program): the
+  masked-out parameters keep their values exactly (no gradient, no AdamW decay) and the
+  others follow what a run that trains only them gives, bit for bit."""
+  variables = {"params": {"enc": {"w": jnp.ones((3,))}, "head": {"b": jnp.full((3,), 2.0)}}}
+
+  def loss_fn(tr, ctx, batch, key):
+    p = ctx.variables(tr)["params"]
+    x = batch.astype(jnp.float32).mean((1, 2))
+    return jnp.mean((x * p["enc"]["w"][None] - 1.0) ** 2) + jnp.mean(p["head"]["b"] ** 2), \
+        (ctx.stats, ctx.method_state)
+
+  learner = Learner(loss_fn=loss_fn, predict_fn=lambda tr, ctx, f: f[..., 0].astype(jnp.int32),
+                    optimizer=lambda hp: optax.chain(optax.clip_by_global_norm(0.5),
+                                                     optax.adamw(hp["lr"], weight_decay=0.1)))
+  cfg = StepConfig(memory_slots=1, max_steps=2)
+  frames = jnp.asarray(np.random.default_rng(3).integers(0, 255, (3, 2, 2, 3), dtype=np.uint8))
+  s = make_schedule("implicit", 3)
+  ticks = Tick(data=frames[s.frame_index], push=s.push, adapt=s.adapt, predict=s.predict)
+
+  def run(patterns, mask=None):
+    tr, stats, fr = split_variables(variables, patterns)
+    hp = make_hparams(**mode_settings("implicit", 1, 3), steps=2, lr=1e-2, cfg=cfg, trainable_mask=mask)
+    st = init_state(learner, cfg, trainable=tr, stats=stats, frozen=fr, hparams=hp,
+                    example=frames[0], key=jax.random.key(0))
+    return jax.jit(lambda st, t: jax.lax.scan(make_step(learner, cfg), st, t))(st, ticks)[0]
+
+  alone = run(("params/enc/.*",))
+  masked = run(("params/.*",), {"params": {"enc": {"w": True}, "head": {"b": False}}})
+  np.testing.assert_array_equal(masked.trainable["params"]["head"]["b"], np.full(3, 2.0))
+  np.testing.assert_array_equal(masked.trainable["params"]["enc"]["w"], alone.trainable["params"]["enc"]["w"])
+  assert not np.allclose(alone.trainable["params"]["enc"]["w"], 1.0)   # it did train
+  both = run(("params/.*",))
+  assert not np.allclose(both.trainable["params"]["head"]["b"], 2.0)   # unmasked, head/b moves
+  with pytest.raises(ValueError, match="trainable_mask.*structure"):
+    run(("params/.*",), {"params": {"enc": {"w": True}}})

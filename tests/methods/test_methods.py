@@ -61,6 +61,34 @@ def test_a_shared_program_predicts_as_a_fresh_one():
     np.testing.assert_array_equal(shared, alone, err_msg=name)
 
 
+def test_shared_kinds_compile_one_program_that_runs_each_kind_as_its_own_does():
+  """`engine.share_kinds` (the demo's): every video kind on one model shares one program
+  (the objective a runtime switch, the trainable subset a runtime mask), and each kind
+  predicts what its own program predicts, with the parameters outside its subset
+  untouched."""
+  from ttt_jax.runner.programs import ProgramCache
+  from ttt_jax.runner.run import make_runner
+  share = "engine.share_kinds=True"
+  keys = {n: tiny_runner(n, share)[0].plan.program_key for n in VIDEO_CONFIGS}
+  assert len(set(keys.values())) == 1
+  frames, _ = video(0, t=6)
+  cache = ProgramCache()
+  # The golden values' override for every kind: the shared program is compiled once,
+  # and each kind's own program is the one its golden test compiles.
+  over = GOLDEN_OVERRIDES["self_train"]
+  for name in ("tent", "self_train", "norm_adapt"):
+    runner = make_runner(tiny_config(name, share, *over), programs=cache)[0]
+    shared, st_shared = runner.run_one("v", frames, 0)
+    own, st_own = tiny_runner(name, *GOLDEN_OVERRIDES.get(name, ()))[0].run_one("v", frames, 0)
+    np.testing.assert_array_equal(shared, own, err_msg=name)
+    np.testing.assert_allclose(st_shared["loss"], st_own["loss"], rtol=1e-5, err_msg=name)
+    assert len(cache) == 1
+    # Parameter drift per layer group: the shared run moves exactly the groups the
+    # kind's own run moves (its subset); every other group stays at zero.
+    trained = {g for g, d in st_own["drift"].items() if d > 0}
+    assert {g for g, d in st_shared["drift"].items() if d > 0} == trained, name
+
+
 # Golden values on the tiny variant (tiny random model, synthetic video seed 0, 6 frames
 # of 32 x 32, engine seed 0): the loss of the first adapting tick and the video's mIoU.
 # A change means the method's computation changed (loss, optimizer, sampling, crop or

@@ -28,6 +28,11 @@ PyTree = Any
 #   reset_opt_state (bool)  rebuild the optimizer state every adapting tick
 #   ema_new, ema_old (f32)  EMA weights of the new parameters and the old copy
 HPARAMS = ("carry_params", "window", "steps", "reset_opt_state", "ema_new", "ema_old")
+# Optional:
+#   trainable_mask (tree of bool scalars, `trainable`'s structure): the parameters this
+#     run trains; the others get zero gradients and zero updates (no weight decay), so
+#     runs that train different subsets of one parameter tree share one program.
+MASK = "trainable_mask"
 
 
 class LossFn(Protocol):
@@ -107,10 +112,12 @@ class StepConfig:
 
 
 def make_hparams(*, carry_params=True, window=1, steps=1, reset_opt_state=True, ema_decay=0.0,
-                 cfg: StepConfig | None = None, **extra) -> dict[str, jax.Array]:
+                 cfg: StepConfig | None = None, trainable_mask=None, **extra) -> dict[str, jax.Array]:
   """The runtime settings of a run as arrays (see `HPARAMS`); `extra` adds a method's
   own (floats become float32). The EMA weights are computed here in float64, as a
-  Python constant would be, so runtime and constant settings give the same bits."""
+  Python constant would be, so runtime and constant settings give the same bits.
+  `trainable_mask` (a tree of bools shaped as the trainable parameters) trains only
+  those marked True (see `MASK`)."""
   if cfg is not None:
     if not 1 <= window <= cfg.memory_slots:
       raise ValueError(f"window {window} must be in [1, memory_slots={cfg.memory_slots}] "
@@ -124,6 +131,8 @@ def make_hparams(*, carry_params=True, window=1, steps=1, reset_opt_state=True, 
             ema_old=jnp.asarray(1.0 - (1.0 - ema_decay), jnp.float32))
   for k, v in extra.items():
     hp[k] = jnp.asarray(v, jnp.float32 if isinstance(v, float) else None)
+  if trainable_mask is not None:
+    hp[MASK] = jax.tree.map(lambda m: jnp.asarray(bool(m)), trainable_mask)
   return hp
 
 
@@ -149,6 +158,9 @@ def init_state(learner: Learner, cfg: StepConfig, *, trainable: PyTree, stats: P
   missing = set(HPARAMS) - set(hparams)
   if missing:
     raise ValueError(f"hparams lack {sorted(missing)}; build them with make_hparams")
+  if MASK in hparams and jax.tree.structure(hparams[MASK]) != jax.tree.structure(trainable):
+    raise ValueError(f"hparams[{MASK!r}] must have the trainable parameters' structure; got "
+                     f"{jax.tree.structure(hparams[MASK])}, expected {jax.tree.structure(trainable)}")
   return TTTState(
       trainable=copy(trainable), stats=copy(stats or {}), frozen=copy(frozen or {}),
       method_state=copy(method_state or {}), ema=copy(trainable) if cfg.ema else None,
@@ -166,8 +178,16 @@ def _all_finite(tree) -> jax.Array:
   return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
+def _masked(mask, tree):
+  """`tree` with the leaves whose scalar `mask` is False replaced by zeros (NaN-safe)."""
+  return jax.tree.map(lambda m, x: jnp.where(m, x, jnp.zeros_like(x)), mask, tree)
+
+
 def _select(pred, a, b):
-  return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
+  """`a` if the scalar `pred` else `b`, for whole pytrees. A cond, not a per-leaf
+  `where`: XLA would fuse the predicate's computation into one select per leaf
+  (hundreds of parameters), which costs tens of seconds of compilation on CPU."""
+  return jax.lax.cond(pred, lambda: a, lambda: b)
 
 
 def make_step(learner: Learner, cfg: StepConfig):
@@ -196,7 +216,11 @@ def make_step(learner: Learner, cfg: StepConfig):
                     anchor=state.anchor, hparams=hp)
       (loss, (new_stats, new_mstate)), grads = jax.value_and_grad(learner.loss_fn, has_aux=True)(
           trainable, ctx, batch, k_loss)
+      if MASK in hp:  # untrained leaves: no gradient (nor in the clip's norm), no update
+        grads = _masked(hp[MASK], grads)
       updates, new_opt = opt.update(grads, opt_state, trainable)
+      if MASK in hp:
+        updates = _masked(hp[MASK], updates)
       new_tr = optax.apply_updates(trainable, updates)
       new_ema = ema
       if cfg.ema:  # the momentum copy follows each optimizer step

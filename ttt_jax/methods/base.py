@@ -87,11 +87,12 @@ RUNTIME_KEYS = ("name", "mode", "window", "steps_per_frame", "reset_opt_state", 
                 "optimizer.lr", "targets")
 
 
-def program_key(config, model_cfg, step_config) -> str:
+def program_key(config, model_cfg, step_config, runtime_keys: tuple[str, ...] = ()) -> str:
   """The static identity of a method's compiled step: `config.method` without its
-  runtime keys, the model architecture and the static step settings."""
+  runtime keys (`RUNTIME_KEYS` and a method's own `runtime_keys`), the model
+  architecture and the static step settings."""
   m = json.loads(config.method.to_json())
-  for k in RUNTIME_KEYS:
+  for k in RUNTIME_KEYS + tuple(runtime_keys):
     node, *rest = k.split(".")
     if rest:
       m.get(node, {}).pop(rest[0], None)

@@ -105,6 +105,10 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
   e.max_steps_per_frame = 4
   e.scan_chunk = 16              # ticks per scan call, so one program serves any video length
   e.batching = "vmap"            # vmap/sharded: vmap the videos, or 'map' them one after another
+  # Video TTT: every kind's objective in one program per model (the kind a runtime
+  # switch, the trainable subset a runtime mask), for processes that run several
+  # kinds (the demo); a single run compiles faster without.
+  e.share_kinds = False
   return c
 
 
@@ -114,23 +118,25 @@ def video_config(kind: str = "mae") -> ml_collections.ConfigDict:
     raise ValueError(f"unknown video method kind {kind!r}; expected one of {VIDEO_KINDS}")
   c = base_config(kind)
   m = c.method
-  if kind in ("mae", "entropy", "self_train"):
-    # The views each step trains on: the reference's crop is a window at native
-    # scale, no resize, flip or colour jitter; 'resized' is a zoom-and-flip crop.
-    m.augment = ml_collections.ConfigDict(dict(
-        crop="native",           # native | resized
-        crop_size=(0, 0),        # native crop, pixels (multiples of 32); (0, 0) = the whole frame
-        crop_min_scale=0.5,      # resized: each sample its own crop (area share in [min, 1])
-        flip=True))              # resized: random horizontal flip
-    m.class_balance = ml_collections.ConfigDict(dict(enabled=False, tolerance=1))
+  # Every video config carries the blocks of every video objective: a program shared
+  # by the kinds (engine.share_kinds) compiles them all; a kind's own program reads
+  # only its own (augment and class_balance: mae, entropy, self_train).
+  # The views each step trains on: the reference's crop is a window at native
+  # scale, no resize, flip or colour jitter; 'resized' is a zoom-and-flip crop.
+  m.augment = ml_collections.ConfigDict(dict(
+      crop="native",             # native | resized
+      crop_size=(0, 0),          # native crop, pixels (multiples of 32); (0, 0) = the whole frame
+      crop_min_scale=0.5,        # resized: each sample its own crop (area share in [min, 1])
+      flip=True))                # resized: random horizontal flip
+  m.class_balance = ml_collections.ConfigDict(dict(enabled=False, tolerance=1))
+  m.mae = ml_collections.ConfigDict(dict(
+      patch=16, mask_ratio=0.85, masked_only=False, norm_pix=False,
+      drop_path=True))           # stochastic depth in TTT steps (the model's rate)
+  m.self_train = ml_collections.ConfigDict(dict(threshold=0.9, mask_ratio=0.8, patch=16))
   if kind == "mae":
     m.trainable = ENCODER_RECON
-    m.mae = ml_collections.ConfigDict(dict(
-        patch=16, mask_ratio=0.85, masked_only=False, norm_pix=False,
-        drop_path=True))         # stochastic depth in TTT steps (the model's rate)
   if kind == "self_train":
     m.trainable = ENCODER_HEAD
-    m.self_train = ml_collections.ConfigDict(dict(threshold=0.9, mask_ratio=0.8, patch=16))
   c.lock()
   return c
 
@@ -150,6 +156,7 @@ def variant(c: ml_collections.ConfigDict, arg: str, *, demo_lr: float | None = N
     d.seed = 1000                # held out: pretraining stills use seed 1
     d.num_videos, d.num_frames = (2, 24) if arg == "quick" else (4, 48)
     m.batch_size = 8 if arg == "quick" else 16
+    c.engine.share_kinds = True  # the demo runs every kind on one model
     if demo_lr is not None:
       m.optimizer.lr = demo_lr
   elif arg == "tiny":

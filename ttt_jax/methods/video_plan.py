@@ -36,7 +36,8 @@ def runtime_hparams(config, cfg: StepConfig):
     if mode["window"] > cfg.memory_slots:
       raise ValueError(f"mode {m.mode!r} needs a window of {mode['window']} frames but the memory "
                        f"holds engine.max_window={cfg.memory_slots}; raise engine.max_window")
-    return make_hparams(**mode, steps=m.steps_per_frame if m.mode != "none" else 0,
+    adapts = m.mode != "none" and m.kind != "none"
+    return make_hparams(**mode, steps=m.steps_per_frame if adapts else 0,
                         reset_opt_state=m.reset_opt_state, ema_decay=m.ema_decay, cfg=cfg,
                         **lr_hparams(m.optimizer))
   return hparams

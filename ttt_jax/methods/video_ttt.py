@@ -36,11 +36,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ttt_jax.engine.state import split_variables
-from ttt_jax.engine.step import Learner
+from ttt_jax.engine.state import path_matcher, split_variables
+from ttt_jax.engine.step import MASK, Learner
 from ttt_jax.methods.augment import random_crop, random_resized_crop
 from ttt_jax.methods.base import Plan, SourceModel, Variables, program_key
-from ttt_jax.methods.defaults import VIDEO_KINDS
+from ttt_jax.methods.defaults import ALL, VIDEO_KINDS
 from ttt_jax.methods.optim import make_optimizer
 from ttt_jax.methods.segformer_task import SegTask
 from ttt_jax.methods.video_plan import (first_scored_fn, frame_ticks, runtime_hparams, schedule_fn,
@@ -52,6 +52,8 @@ from ttt_jax.objectives.reconstruction import masked_reconstruction_loss, patch_
 from ttt_jax.objectives.self_training import self_training_loss
 
 KINDS = VIDEO_KINDS
+# The kinds that adapt, in the order of a shared program's branches.
+OBJECTIVES = ("mae", "entropy", "self_train", "norm")
 CROPS = ("native", "resized")
 
 
@@ -67,9 +69,8 @@ def _views(m):
   return views
 
 
-def _loss_fn(task: SegTask, m):
-  """The adaptation loss of `m.kind` (`engine.step.LossFn`); None for kind 'none'."""
-  kind = m.kind
+def _loss_fn(task: SegTask, m, kind: str):
+  """The adaptation loss of `kind` (`engine.step.LossFn`); None for kind 'none'."""
   if kind == "none":
     return None
   if kind == "norm":
@@ -134,22 +135,57 @@ def _class_balance_reset(task: SegTask, tolerance: int):
   return reset_fn
 
 
+def _shared_loss_fn(task: SegTask, m):
+  """Every kind's loss in one function: `hparams['objective']` (an index into
+  `OBJECTIVES`) picks the branch at run time (`engine.share_kinds`)."""
+  branches = [_loss_fn(task, m, k) for k in OBJECTIVES]
+
+  def loss(trainable, ctx, batch_BHWC, key):
+    return jax.lax.switch(ctx.hparams["objective"], branches, trainable, ctx, batch_BHWC, key)
+  return loss
+
+
+def _shared_hparams(hparams, m, trainable):
+  """`hparams` plus the shared program's runtime choices: the objective of `m.kind`
+  and its trainable subset as a mask over `trainable` (every parameter)."""
+  match = path_matcher(tuple(m.trainable))
+  mask = jax.tree_util.tree_map_with_path(
+      lambda path, _: match(tuple(str(getattr(k, "key", k)) for k in path)), trainable)
+  objective = OBJECTIVES.index(m.kind) if m.kind != "none" else 0   # 'none' never adapts
+
+  def shared(num_frames: int):
+    return {**hparams(num_frames), "objective": jnp.asarray(objective, jnp.int32),
+            MASK: jax.tree.map(lambda b: jnp.asarray(b), mask)}
+  return shared
+
+
 class VideoTTT:
-  """Online TTT-MAE, Tent, norm adapt, self-training and the main task (`Method`)."""
+  """Online TTT-MAE, Tent, norm adapt, self-training and the main task (`Method`).
+
+  With `engine.share_kinds` every kind compiles to one program per model: the
+  objective is a runtime switch (`lax.switch` on `hparams['objective']`) and the
+  trainable subset a runtime mask over all parameters (`engine.step.MASK`:
+  untrained parameters get no gradient, no update and no weight decay), so a
+  process that runs several kinds (the demo) compiles once. A run of one kind
+  compiles faster without it (its program holds only its own objective).
+  """
 
   def build(self, config, model: SourceModel) -> Plan:
     m = config.method
     if m.kind not in KINDS:
       raise ValueError(f"video TTT has no kind {m.kind!r}; expected one of {KINDS}")
     task = SegTask(model.cfg)
+    shared = bool(config.engine.get("share_kinds", False))
     cb = m.get("class_balance")
-    learner = Learner(loss_fn=_loss_fn(task, m), predict_fn=lambda tr, ctx, f: task.predict_labels(ctx.variables(tr), f),
+    learner = Learner(loss_fn=_shared_loss_fn(task, m) if shared else _loss_fn(task, m, m.kind),
+                      predict_fn=lambda tr, ctx, f: task.predict_labels(ctx.variables(tr), f),
                       optimizer=make_optimizer(m.optimizer),
                       reset_fn=_class_balance_reset(task, cb.tolerance) if cb is not None and cb.enabled else None)
-    trainable, stats, frozen = split_variables(model.variables, tuple(m.trainable))
+    trainable, stats, frozen = split_variables(model.variables, ALL if shared else tuple(m.trainable))
     cfg = step_config(config)
+    hparams = runtime_hparams(config, cfg)
     return Plan(learner=learner, step_config=cfg,
                 variables=Variables(trainable=trainable, stats=stats, frozen=frozen),
-                hparams=runtime_hparams(config, cfg), schedule=schedule_fn(m),
-                make_ticks=frame_ticks(task), first_scored=first_scored_fn(m),
-                program_key=program_key(config, model.cfg, cfg))
+                hparams=_shared_hparams(hparams, m, trainable) if shared else hparams,
+                schedule=schedule_fn(m), make_ticks=frame_ticks(task), first_scored=first_scored_fn(m),
+                program_key=program_key(config, model.cfg, cfg, ("kind", "trainable") if shared else ()))

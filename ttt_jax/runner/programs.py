@@ -28,6 +28,10 @@ class ProgramCache:
   def __init__(self):
     self._entries = {}
 
+  def __len__(self) -> int:
+    """The number of distinct programs (keys) held."""
+    return len(self._entries)
+
   def entry(self, plan: Plan) -> dict:
     key = plan.program_key or f"unshared-{id(plan)}"
     if key not in self._entries:
