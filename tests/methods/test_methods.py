@@ -83,6 +83,8 @@ def test_shared_kinds_compile_one_program_that_runs_each_kind_as_its_own_does():
     np.testing.assert_array_equal(shared, own, err_msg=name)
     np.testing.assert_allclose(st_shared["loss"], st_own["loss"], rtol=1e-5, err_msg=name)
     assert len(cache) == 1
+    if name != "tent":  # compiled once, by the first kind's runner
+      assert runner.compile_seconds == 0, name
     # Parameter drift per layer group: the shared run moves exactly the groups the
     # kind's own run moves (its subset); every other group stays at zero.
     trained = {g for g, d in st_own["drift"].items() if d > 0}

@@ -60,7 +60,7 @@ class Runner:
     self.batching = batching
     self.seed = seed
     self.scan_chunk = scan_chunk
-    entry = (programs or ProgramCache()).entry(plan)
+    entry = (programs if programs is not None else ProgramCache()).entry(plan)
     self._step, self._jitted, self._compiled = entry["step"], entry["jitted"], entry["compiled"]
     self.compile_seconds = 0.0
 
