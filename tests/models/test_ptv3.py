@@ -94,3 +94,17 @@ def test_a_scene_too_large_for_the_grid_is_refused():
   coord = np.array([[0, 0, 0], [60.0, 0, 0]], np.float32)
   with pytest.raises(ValueError, match="spans .* more than 51.2 m"):
     check_extent(coord, np.ones(2, bool), ptv3_config("tiny"), "scene0")
+
+
+def test_point_segmenter_heads_share_the_backbone():
+  from ttt_jax.models.point_seg import PointSegmenter
+  coord, feat, valid, _ = _scene()
+  levels = scene_levels(jnp.asarray(coord), jnp.asarray(valid), CFG)
+  model = PointSegmenter(CFG, num_classes=8, teacher_dim=12)
+  v = model.init(jax.random.key(0), jnp.asarray(feat), levels)
+  assert set(v["params"]) == {"backbone", "seg_head", "kd_fc1", "kd_fc2"}
+  logits, kd = model.apply(v, jnp.asarray(feat), levels)
+  assert logits.shape == (128, 8) and kd.shape == (128, 12)
+  np.testing.assert_array_equal(model.apply(v, jnp.asarray(feat), levels, method="segment"), logits)
+  # rho_Y is linear on the backbone's features: padding rows (zero features) give its bias.
+  np.testing.assert_allclose(np.asarray(logits)[~valid], np.broadcast_to(v["params"]["seg_head"]["bias"], (38, 8)))
