@@ -1,5 +1,7 @@
 """The PTv3-style backbone: levels of a hand-made scene, padding and row-order
 invariance, masked BatchNorm, and Pointcept's ScanNet size."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -25,12 +27,12 @@ def _scene(n_valid=90, n=128, seed=0):
   return coord, feat, valid, g
 
 
+@functools.partial(jax.jit, static_argnames="train")
 def _apply(variables, coord, feat, valid, train=False):
-  """Op by op: compiling the whole model costs more here than running it."""
-  levels = scene_levels(jnp.asarray(coord), jnp.asarray(valid), CFG)
+  levels = scene_levels(coord, valid, CFG)
   if train:
-    return PTv3(CFG).apply(variables, jnp.asarray(feat), levels, train=True, mutable=["batch_stats"])
-  return PTv3(CFG).apply(variables, jnp.asarray(feat), levels)
+    return PTv3(CFG).apply(variables, feat, levels, train=True, mutable=["batch_stats"])
+  return PTv3(CFG).apply(variables, feat, levels)
 
 
 def _init(coord, feat, valid):
@@ -99,12 +101,13 @@ def test_a_scene_too_large_for_the_grid_is_refused():
 def test_point_segmenter_heads_share_the_backbone():
   from ttt_jax.models.point_seg import PointSegmenter
   coord, feat, valid, _ = _scene()
-  levels = scene_levels(jnp.asarray(coord), jnp.asarray(valid), CFG)
+  levels = jax.jit(scene_levels, static_argnums=2)(jnp.asarray(coord), jnp.asarray(valid), CFG)
   model = PointSegmenter(CFG, num_classes=8, teacher_dim=12)
-  v = model.init(jax.random.key(0), jnp.asarray(feat), levels)
+  v = jax.jit(model.init)(jax.random.key(0), jnp.asarray(feat), levels)
   assert set(v["params"]) == {"backbone", "seg_head", "kd_fc1", "kd_fc2"}
-  logits, kd = model.apply(v, jnp.asarray(feat), levels)
+  logits, kd = jax.jit(model.apply)(v, jnp.asarray(feat), levels)
   assert logits.shape == (128, 8) and kd.shape == (128, 12)
-  np.testing.assert_array_equal(model.apply(v, jnp.asarray(feat), levels, method="segment"), logits)
+  seg = jax.jit(lambda v, f, lv: model.apply(v, f, lv, method="segment"))(v, jnp.asarray(feat), levels)
+  np.testing.assert_allclose(seg, logits, rtol=1e-6, atol=1e-6)
   # rho_Y is linear on the backbone's features: padding rows (zero features) give its bias.
   np.testing.assert_allclose(np.asarray(logits)[~valid], np.broadcast_to(v["params"]["seg_head"]["bias"], (38, 8)))

@@ -29,18 +29,18 @@ OFFSETS_3 = np.array(list(itertools.product((-1, 0, 1), repeat=3)), np.int32)   
 def neighbours(g_N3: jax.Array, valid_N: jax.Array, depth: int, offsets=OFFSETS_3) -> jax.Array:
   """`N, K` int32: the row of the point in cell `g + offsets[k]`, or -1 (none, or
   outside the grid). Padding rows have no neighbours."""
+  n, k = g_N3.shape[0], len(offsets)
   key = jnp.where(valid_N, z_order(g_N3, depth), PAD_CODE)
   perm = jnp.argsort(key)
   sorted_key = key[perm]
   side = 1 << depth
-  out = []
-  for o in np.asarray(offsets):
-    q = g_N3 + jnp.asarray(o)[None, :]
-    inside = jnp.all((q >= 0) & (q < side), axis=1) & valid_N
-    qk = z_order(jnp.clip(q, 0, side - 1), depth)
-    pos = jnp.clip(jnp.searchsorted(sorted_key, qk), 0, key.shape[0] - 1)
-    out.append(jnp.where(inside & (sorted_key[pos] == qk), perm[pos], -1))
-  return jnp.stack(out, axis=1).astype(jnp.int32)
+  # All offsets at once (one search of N x K codes): an unrolled loop over the 125
+  # offsets of a kernel 5 compiled ~10x slower.
+  q = g_N3[:, None, :] + jnp.asarray(offsets, jnp.int32)[None]               # N, K, 3
+  inside = jnp.all((q >= 0) & (q < side), axis=2) & valid_N[:, None]
+  qk = z_order(jnp.clip(q, 0, side - 1).reshape(n * k, 3), depth).reshape(n, k)
+  pos = jnp.clip(jnp.searchsorted(sorted_key, qk), 0, n - 1)
+  return jnp.where(inside & (sorted_key[pos] == qk), perm[pos], -1).astype(jnp.int32)
 
 
 class SubMConv3d(nn.Module):
