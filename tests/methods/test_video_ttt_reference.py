@@ -12,7 +12,8 @@ from ttt_jax.engine import memory as mem_lib
 from ttt_jax.methods.augment import random_crop
 from ttt_jax.methods.defaults import video_config
 from ttt_jax.metrics.drift import layer_group, layer_group_drift
-from ttt_jax.models.segformer import DecodeHead, MiTEncoder, drop_path, segformer_config
+from ttt_jax.models.drop_path import drop_path
+from ttt_jax.models.segformer import DecodeHead, MiTEncoder, segformer_config
 from tests.helpers import random_frames, tiny_runner
 
 

@@ -75,6 +75,11 @@ def path_str(path: tuple[str, ...]) -> str:
   return "/".join(str(p) for p in path)
 
 
+def path_keys(path) -> tuple[str, ...]:
+  """A jax pytree path (dict keys) as the string tuple `path_matcher` reads."""
+  return tuple(str(getattr(k, "key", k)) for k in path)
+
+
 def path_matcher(patterns: Sequence[str] | str):
   """`path -> bool`: whether `'/'.join(path)` fully matches any regex in `patterns`
   (big_vision's `make_mask_trees` convention, e.g. `'params/encoder/.*'`)."""

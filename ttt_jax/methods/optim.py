@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import optax
 
-from ttt_jax.engine.state import path_matcher
+from ttt_jax.engine.state import path_keys, path_matcher
 
 
 def lr_hparams(o) -> dict[str, float]:
@@ -28,11 +28,6 @@ def lr_hparams(o) -> dict[str, float]:
   for i, (_, mult) in enumerate(o.lr_groups):
     hp[f"lr_{i}"] = float(o.lr) * float(mult)
   return hp
-
-
-def _keys(path) -> tuple[str, ...]:
-  """A pytree path (dict keys) as the string tuple `path_matcher` reads."""
-  return tuple(str(getattr(k, "key", k)) for k in path)
 
 
 def make_optimizer(o):
@@ -44,11 +39,11 @@ def make_optimizer(o):
   no_decay = path_matcher(tuple(o.get("no_decay", ())))
 
   def decay_mask(tree):
-    return jax.tree_util.tree_map_with_path(lambda path, _: not no_decay(_keys(path)), tree)
+    return jax.tree_util.tree_map_with_path(lambda path, _: not no_decay(path_keys(path)), tree)
 
   def labels(tree):
     def label(path, _):
-      return next((f"lr_{i}" for i, m in enumerate(matchers) if m(_keys(path))), "lr")
+      return next((f"lr_{i}" for i, m in enumerate(matchers) if m(path_keys(path))), "lr")
     return jax.tree_util.tree_map_with_path(label, tree)
 
   def build(hparams) -> optax.GradientTransformation:

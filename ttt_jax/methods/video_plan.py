@@ -26,9 +26,9 @@ def step_config(config) -> StepConfig:
                     batch_size=m.batch_size, ema=m.ema_decay > 0, sampling=m.window_sampling)
 
 
-def runtime_hparams(config, cfg: StepConfig):
+def runtime_hparams(config, cfg: StepConfig, **extra):
   """`num_frames -> hparams` of a video under `config.method` (mode settings, steps,
-  learning rates, EMA)."""
+  learning rates, EMA); `extra` goes to `make_hparams` (e.g. `trainable_mask`)."""
   m = config.method
 
   def hparams(num_frames: int):
@@ -39,7 +39,7 @@ def runtime_hparams(config, cfg: StepConfig):
     adapts = m.mode != "none" and m.kind != "none"
     return make_hparams(**mode, steps=m.steps_per_frame if adapts else 0,
                         reset_opt_state=m.reset_opt_state, ema_decay=m.ema_decay, cfg=cfg,
-                        **lr_hparams(m.optimizer))
+                        **lr_hparams(m.optimizer), **extra)
   return hparams
 
 

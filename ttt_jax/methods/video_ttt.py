@@ -36,8 +36,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from ttt_jax.engine.state import path_matcher, split_variables
-from ttt_jax.engine.step import MASK, Learner
+from ttt_jax.engine.state import path_keys, path_matcher, split_variables
+from ttt_jax.engine.step import Learner
 from ttt_jax.methods.augment import random_crop, random_resized_crop
 from ttt_jax.methods.base import Plan, SourceModel, Variables, program_key
 from ttt_jax.methods.defaults import ALL, VIDEO_KINDS
@@ -145,18 +145,13 @@ def _shared_loss_fn(task: SegTask, m):
   return loss
 
 
-def _shared_hparams(hparams, m, trainable):
-  """`hparams` plus the shared program's runtime choices: the objective of `m.kind`
-  and its trainable subset as a mask over `trainable` (every parameter)."""
+def _shared_hparams(m, trainable) -> dict:
+  """The shared program's runtime choices for `m.kind`: its objective and its trainable
+  subset as a mask over `trainable` (every parameter)."""
   match = path_matcher(tuple(m.trainable))
-  mask = jax.tree_util.tree_map_with_path(
-      lambda path, _: match(tuple(str(getattr(k, "key", k)) for k in path)), trainable)
+  mask = jax.tree_util.tree_map_with_path(lambda path, _: match(path_keys(path)), trainable)
   objective = OBJECTIVES.index(m.kind) if m.kind != "none" else 0   # 'none' never adapts
-
-  def shared(num_frames: int):
-    return {**hparams(num_frames), "objective": jnp.asarray(objective, jnp.int32),
-            MASK: jax.tree.map(lambda b: jnp.asarray(b), mask)}
-  return shared
+  return {"objective": objective, "trainable_mask": mask}
 
 
 class VideoTTT:
@@ -183,9 +178,8 @@ class VideoTTT:
                       reset_fn=_class_balance_reset(task, cb.tolerance) if cb is not None and cb.enabled else None)
     trainable, stats, frozen = split_variables(model.variables, ALL if shared else tuple(m.trainable))
     cfg = step_config(config)
-    hparams = runtime_hparams(config, cfg)
     return Plan(learner=learner, step_config=cfg,
                 variables=Variables(trainable=trainable, stats=stats, frozen=frozen),
-                hparams=_shared_hparams(hparams, m, trainable) if shared else hparams,
+                hparams=runtime_hparams(config, cfg, **(_shared_hparams(m, trainable) if shared else {})),
                 schedule=schedule_fn(m), make_ticks=frame_ticks(task), first_scored=first_scored_fn(m),
                 program_key=program_key(config, model.cfg, cfg, ("kind", "trainable") if shared else ()))

@@ -36,7 +36,8 @@ import numpy as np
 from flax import struct
 
 from ttt_jax.models import grid_pool
-from ttt_jax.models.point_ops import OFFSETS_3, PatchAttention, SubMConv3d, neighbours
+from ttt_jax.models.drop_path import drop_path
+from ttt_jax.models.point_ops import PatchAttention, SubMConv3d, neighbours
 from ttt_jax.models.serialization import ORDERS, encode, grid_coord, serialize
 
 OFFSETS_5 = np.array(list(itertools.product(range(-2, 3), repeat=3)), np.int32)   # 125 x 3
@@ -171,14 +172,6 @@ def check_extent(coord_N3: np.ndarray, valid_N: np.ndarray, cfg: PTv3Config, wha
                      "per axis; raise depth or grid_size, or crop the scene")
 
 
-def _drop_path(module: nn.Module, x_NC, rate: float, deterministic: bool):
-  """Each point's residual branch zeroed with probability `rate`, else scaled by 1 / (1 - rate)."""
-  if deterministic or rate == 0.0:
-    return x_NC
-  keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (x_NC.shape[0], 1))
-  return jnp.where(keep, x_NC / (1.0 - rate), 0.0).astype(x_NC.dtype)
-
-
 class _NormAct(nn.Module):
   """Masked BatchNorm (padding rows never enter the statistics), then GELU."""
 
@@ -206,11 +199,11 @@ class PointBlock(nn.Module):
     y = nn.LayerNorm(LN_EPS, name="norm1")(x)
     patch = min(self.patch, x.shape[0])
     y = PatchAttention(c, self.heads, patch, name="attn")(y, lv.valid, lv.perm[self.order], lv.inverse[self.order])
-    x = x + _drop_path(self, y, self.drop_path, deterministic)
+    x = x + drop_path(self, y, self.drop_path, deterministic)
     y = nn.LayerNorm(LN_EPS, name="norm2")(x)
     y = nn.Dense(c * self.mlp_ratio, name="fc1")(y)
     y = nn.Dense(c, name="fc2")(nn.gelu(y, approximate=False))
-    x = x + _drop_path(self, y, self.drop_path, deterministic)
+    x = x + drop_path(self, y, self.drop_path, deterministic)
     return jnp.where(lv.valid[:, None], x, 0.0)
 
 

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ttt_jax.models.conv import Conv
+from ttt_jax.models.drop_path import drop_path
 
 HEAD_NORMS = ("batch", "group", "layer")
 
@@ -137,15 +138,6 @@ class MixFFN(nn.Module):
     x = Conv(d, (3, 3), padding=1, groups=d, name="dwconv")(x.reshape(n, h, w, d))
     x = nn.gelu(x.reshape(n, h * w, d), approximate=False)
     return nn.Dense(self.hidden, name="dense2")(x)
-
-
-def drop_path(module: nn.Module, x_NLC, rate: float, deterministic: bool):
-  """Stochastic depth: each sample's residual branch is zeroed with probability `rate`
-  and scaled by 1 / (1 - rate) otherwise (timm's DropPath); draws from the 'dropout' rng."""
-  if deterministic or rate == 0.0:
-    return x_NLC
-  keep = jax.random.bernoulli(module.make_rng("dropout"), 1.0 - rate, (x_NLC.shape[0], 1, 1))
-  return jnp.where(keep, x_NLC / (1.0 - rate), 0.0).astype(x_NLC.dtype)
 
 
 class Block(nn.Module):
