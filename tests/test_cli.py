@@ -69,12 +69,22 @@ def test_every_config_and_variant_loads_and_builds_its_method():
   from pathlib import Path
   from ttt_jax.cli.config_io import load_config_file
   from ttt_jax.methods.defaults import VARIANTS
-  from ttt_jax.methods.registry import METHODS
-  from ttt_jax.runner.run import make_runner
-  files = sorted(f for f in Path("configs").glob("*.py") if f.stem not in ("__init__", "pretrain_synthetic"))
-  assert len(files) >= 14
+  from ttt_jax.methods.point_defaults import POINT_VARIANTS
+  from ttt_jax.methods.registry import METHODS, POINT_METHODS
+  from ttt_jax.runner.run import is_point_config, make_runner
+  training = ("pretrain_synthetic", "pretrain_ttt_kd", "room_teacher")   # `ttt-jax pretrain` configs
+  files = sorted(f for f in Path("configs").glob("*.py") if f.stem not in ("__init__",) + training)
+  assert len(files) >= 19
   for f in files:
     c = load_config_file(f)
+    if is_point_config(c):   # TTT-KD and the point baselines
+      assert c.method.kind in POINT_METHODS, f
+      demo, tiny = (load_config_file(f"{f}:{v}") for v in ("demo", "tiny"))
+      assert demo.data.num_scenes == 8 and demo.data.seed == 1 and tiny.model.checkpoint == "random", f
+      make_runner(tiny)
+      with pytest.raises(ValueError, match="unknown config variant 'huge'"):
+        load_config_file(f"{f}:huge")
+      continue
     assert c.method.kind in METHODS, f
     assert {"driver", "seed", "max_window", "max_steps_per_frame", "scan_chunk"} <= set(c.engine), f
     if f.stem.startswith("ditta_") or f.stem == "smoke":
@@ -88,7 +98,7 @@ def test_every_config_and_variant_loads_and_builds_its_method():
     make_runner(tiny)                                        # the method builds its plan
     with pytest.raises(ValueError, match="unknown config variant 'huge'"):
       load_config_file(f"{f}:huge")
-  assert VARIANTS == ("", "demo", "quick", "tiny")
+  assert VARIANTS == ("", "demo", "quick", "tiny") and POINT_VARIANTS == ("", "demo", "tiny")
 
 
 def test_demo_learning_rates_come_from_the_config_files():

@@ -15,7 +15,7 @@ def predict_logits(checkpoint, frames_THW3, *, batch: int = 8, what: str = "fram
   frames = check_frames(frames_THW3, what)
   if frames.dtype != np.uint8:
     raise ValueError(f"{what}: expected uint8 frames, got {frames.dtype}")
-  variables, cfg, _ = load_model(checkpoint)
+  variables, cfg, _ = load_model(checkpoint, "segformer")
   check_frame_size(cfg, *frames.shape[1:3], what)
   task = SegTask(cfg)
   fn = jax.jit(lambda x: task.segment(variables, visible_input(normalise(x))))

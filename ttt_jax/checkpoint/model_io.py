@@ -5,6 +5,9 @@ Layout of a model directory:
     DIR/model.json        {"arch": "segformer", "config": {...}, "meta": {...}}
     DIR/variables/        orbax StandardCheckpointer (params + batch_stats)
 
+Architectures (`arch`): 'segformer' (`SegFormerConfig`), 'room_teacher' (TTT-KD's
+stand-in 2D teacher) and 'point_seg' (TTT-KD's point model).
+
 Restoring builds an abstract target from the config (`jax.eval_shape` of the
 model's init), so a checkpoint that does not match its config is refused with a
 clear error instead of being loaded half.
@@ -43,7 +46,22 @@ def abstract_variables(cfg: SegFormerConfig):
   return jax.eval_shape(lambda: init_variables(cfg, jax.random.key(0)))
 
 
-def save_model(directory, variables, cfg: SegFormerConfig, meta: dict | None = None) -> Path:
+def _arches() -> dict:
+  """arch name -> (config type, `cfg -> abstract variables`)."""
+  from ttt_jax.models import point_seg, room_teacher
+  return {"segformer": (SegFormerConfig, abstract_variables),
+          "room_teacher": (room_teacher.TeacherConfig, room_teacher.abstract_variables),
+          "point_seg": (point_seg.PointSegConfig, point_seg.abstract_variables)}
+
+
+def _arch_of(cfg) -> str:
+  for name, (kind, _) in _arches().items():
+    if isinstance(cfg, kind):
+      return name
+  raise ValueError(f"no checkpoint architecture for a config of type {type(cfg).__name__}")
+
+
+def save_model(directory, variables, cfg, meta: dict | None = None) -> Path:
   """Writes `variables` and `cfg` under `directory` (replaced whole, atomically)."""
   d = Path(directory).absolute()
   tmp = d.with_name(d.name + ".tmp-write")
@@ -53,21 +71,31 @@ def save_model(directory, variables, cfg: SegFormerConfig, meta: dict | None = N
   with ocp.StandardCheckpointer() as ckptr:
     ckptr.save(tmp / "variables", jax.tree.map(jnp.asarray, variables))
   (tmp / "model.json").write_text(json.dumps(
-      {"arch": "segformer", "config": cfg.to_dict(), "meta": meta or {}}, indent=1))
+      {"arch": _arch_of(cfg), "config": cfg.to_dict(), "meta": meta or {}}, indent=1))
   if d.exists():
     shutil.rmtree(d)
   os.replace(tmp, d)
   return d
 
 
-def load_config(directory) -> tuple[SegFormerConfig, dict]:
+def load_config(directory, arch: str | None = None) -> tuple:
+  """`(cfg, meta)` of a model directory; `arch` (if given) must be the one it holds."""
   d = Path(directory)
   f = d / "model.json"
   if not f.is_file():
     raise FileNotFoundError(f"no model checkpoint at {d}: {f} is missing")
   spec = json.loads(f.read_text())
+  saved = spec.get("arch", "segformer")
+  arches = _arches()
+  if saved not in arches:
+    raise ValueError(f"{f}: unknown architecture {saved!r}; expected one of {sorted(arches)}")
+  if arch is not None and saved != arch:
+    raise ValueError(f"{f} holds a {saved!r} model; a {arch!r} model was expected")
+  kind = arches[saved][0]
+  if hasattr(kind, "from_dict"):
+    return kind.from_dict(spec["config"]), spec.get("meta", {})
   c = {k: tuple(v) if isinstance(v, list) else v for k, v in spec["config"].items()}
-  return SegFormerConfig(**c), spec.get("meta", {})
+  return kind(**c), spec.get("meta", {})
 
 
 def _check_saved_shapes(path, target, config_file):
@@ -84,11 +112,12 @@ def _check_saved_shapes(path, target, config_file):
                      f"(path, shape) entries {diff}")
 
 
-def load_model(directory):
-  """Returns `(variables, cfg, meta)` from a directory written by `save_model`."""
+def load_model(directory, arch: str | None = None):
+  """Returns `(variables, cfg, meta)` from a directory written by `save_model`
+  (`arch`, if given, must be the architecture it holds)."""
   d = Path(directory).absolute()
-  cfg, meta = load_config(d)
-  target = abstract_variables(cfg)
+  cfg, meta = load_config(d, arch)
+  target = _arches()[_arch_of(cfg)][1](cfg)
   _check_saved_shapes(d / "variables", target, d / "model.json")
   try:
     with ocp.StandardCheckpointer() as ckptr:

@@ -18,6 +18,11 @@ def _run(a):
   from ttt_jax.runner.run import run
   res = run(_config(a), a.out, progress=not a.quiet)
   m = res["metrics"]
+  if "scenes" in res:   # a point-cloud run
+    print(f"{res['method']}: mIoU {100 * m['miou']:.2f}  wIoU {100 * m['wiou']:.2f}  "
+          f"{res['scenes_per_s']:.2f} scenes/s  ({res['scenes']} scenes, {res['skipped_updates']} skipped updates)")
+    print(f"wrote {Path(a.out) / 'results.json'}")
+    return
   print(f"{res['method']}: mIoU {100 * m['miou']:.2f}  wIoU {100 * m['wiou']:.2f}  "
         f"mVC8 {100 * m['mvc8']:.2f}  mVC16 {100 * m['mvc16']:.2f}  "
         f"{res['fps']:.1f} frames/s  ({res['frames']} frames, {res['skipped_updates']} skipped updates)")
@@ -32,13 +37,28 @@ def _export(a):
 
 
 def _demo(a):
-  from ttt_jax.demo import demo
-  demo(a.out, quick=a.quick)
+  if a.target == "ttt_kd":
+    from ttt_jax.demo_ttt_kd import demo_ttt_kd
+    demo_ttt_kd(a.out, quick=a.quick)
+  else:
+    from ttt_jax.demo import demo
+    demo(a.out, quick=a.quick)
 
 
 def _pretrain(a):
-  from ttt_jax.train.pretrain import pretrain
-  pretrain(_config(a), a.out, progress=not a.quiet)
+  c = _config(a)
+  task = c.get("task", "segformer")
+  if task == "room_teacher":
+    from ttt_jax.train.teacher import train_teacher
+    print(f"wrote {train_teacher(c, a.out, progress=not a.quiet)}")
+  elif task == "ttt_kd":
+    from ttt_jax.train.point_pretrain import pretrain_points
+    print(f"wrote {pretrain_points(c, a.out, progress=not a.quiet)}")
+  elif task == "segformer":
+    from ttt_jax.train.pretrain import pretrain
+    pretrain(c, a.out, progress=not a.quiet)
+  else:
+    raise ValueError(f"unknown pretraining task {task!r} (config.task); expected segformer, room_teacher or ttt_kd")
 
 
 def _convert(a):
@@ -83,10 +103,12 @@ def parser() -> argparse.ArgumentParser:
   config_command("run", _run, "run a video config: CONFIG [KEY=VALUE ...] --out DIR")
   config_command("export", _export, "frames + warm-up ISS probabilities for `sam2-bridge targets`")
   d = sub.add_parser("demo", help="the main job on the synthetic benchmark")
+  d.add_argument("target", nargs="?", default="video", choices=("video", "ttt_kd"),
+                 help="video: the video-TTT methods (default); ttt_kd: TTT-KD on synthetic rooms")
   d.add_argument("--out", default="demo_out")
   d.add_argument("--quick", action="store_true", help="fewer, shorter videos")
   d.set_defaults(fn=_demo)
-  config_command("pretrain", _pretrain, "joint main + reconstruction training on source stills")
+  config_command("pretrain", _pretrain, "train a source model (config.task: segformer, room_teacher, ttt_kd)")
   c = sub.add_parser("convert", help="convert SRC (Hugging Face folder) to a model dir DST")
   c.add_argument("arch")
   c.add_argument("src")

@@ -16,6 +16,31 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 BUILTINS = {"builtin": ASSETS / "ysegformer_small_synthetic",
             "builtin_bn": ASSETS / "segformer_small_synthetic"}
 BUILTIN = BUILTINS["builtin"]
+# TTT-KD's point model (PTv3 'small' with its two projectors), trained jointly on the
+# 'office' rooms with the shipped stand-in teacher: configs/pretrain_ttt_kd.py.
+POINT_BUILTIN = ASSETS / "point_seg_rooms"
+
+
+def load_point_model(model_cfg, num_classes: int):
+  """`(variables, PointSegConfig, meta)` of a point `config.model` block: 'builtin',
+  'random' (`size`, `teacher_dim`) or a model directory."""
+  from ttt_jax.checkpoint.model_io import load_model
+  from ttt_jax.models import point_seg
+  ck = model_cfg.checkpoint
+  if ck == "random":
+    rate = model_cfg.get("drop_path", -1.0)   # < 0: the size's stochastic-depth rate
+    cfg = point_seg.point_seg_config(model_cfg.size, num_classes, model_cfg.teacher_dim,
+                                     **({"drop_path": rate} if rate >= 0 else {}))
+    return point_seg.init_variables(cfg, jax.random.key(model_cfg.init_seed)), cfg, {"source": "random init"}
+  path = POINT_BUILTIN if ck == "builtin" else Path(ck)
+  if ck == "builtin" and not (path / "model.json").exists():
+    raise FileNotFoundError(f"the shipped point model is missing at {path}; train it with "
+                            "`ttt-jax pretrain configs/pretrain_ttt_kd.py --out <dir>`")
+  variables, cfg, meta = load_model(path, "point_seg")
+  if cfg.num_classes != num_classes:
+    raise ValueError(f"checkpoint {path} predicts {cfg.num_classes} classes but the dataset has "
+                     f"{num_classes} (data.num_classes)")
+  return variables, cfg, {"source": str(path), **meta}
 
 
 def load_source_model(model_cfg, num_classes: int):
@@ -37,7 +62,7 @@ def load_source_model(model_cfg, num_classes: int):
     raise FileNotFoundError(
         f"the shipped source model is missing at {path}; train it with "
         "`ttt-jax pretrain configs/pretrain_synthetic.py --out <dir>` and pass model.checkpoint=<dir>")
-  variables, cfg, meta = load_model(path)
+  variables, cfg, meta = load_model(path, "segformer")
   cfg = _with_drop_path(cfg, model_cfg)
   if cfg.num_labels != num_classes:
     raise ValueError(f"checkpoint {path} predicts {cfg.num_labels} classes but the dataset has "
@@ -53,5 +78,6 @@ def _with_drop_path(cfg, model_cfg):
 def source_model(config) -> "SourceModel":
   """The `SourceModel` of a run config (`config.model`, classes from `config.data`)."""
   from ttt_jax.methods.base import SourceModel
-  variables, cfg, meta = load_source_model(config.model, num_classes=config.data.num_classes)
+  load = load_point_model if config.model.get("arch", "segformer") == "point_seg" else load_source_model
+  variables, cfg, meta = load(config.model, num_classes=config.data.num_classes)
   return SourceModel(variables=variables, cfg=cfg, meta=meta)

@@ -11,9 +11,54 @@ head reads; at test time the distillation gradient reaches the backbone through 
 """
 from __future__ import annotations
 
-import flax.linen as nn
+import dataclasses
 
-from ttt_jax.models.ptv3 import PTv3, PTv3Config
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from ttt_jax.models.ptv3 import PTv3, PTv3Config, ptv3_config, scene_levels
+
+
+@dataclasses.dataclass(frozen=True)
+class PointSegConfig:
+  """A `PointSegmenter`: its backbone, classes and the teacher's feature width."""
+  backbone: PTv3Config
+  num_classes: int
+  teacher_dim: int
+
+  def to_dict(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_dict(cls, d: dict) -> "PointSegConfig":
+    b = {k: tuple(v) if isinstance(v, list) else v for k, v in d["backbone"].items()}
+    return cls(PTv3Config(**b), int(d["num_classes"]), int(d["teacher_dim"]))
+
+  def model(self) -> "PointSegmenter":
+    return PointSegmenter(self.backbone, self.num_classes, self.teacher_dim)
+
+
+def point_seg_config(size: str, num_classes: int, teacher_dim: int, **backbone) -> PointSegConfig:
+  return PointSegConfig(ptv3_config(size, **backbone), num_classes, teacher_dim)
+
+
+def init_variables(cfg: PointSegConfig, key: jax.Array, num_points: int = 64):
+  """Random variables (`params`, `batch_stats`); their shapes do not depend on the
+  scene, so a small random scene initialises them."""
+  return _init(cfg, key, num_points)
+
+
+@jax.jit(static_argnums=(0, 2))
+def _init(cfg, key, num_points):
+  coord = jax.random.uniform(jax.random.key(1), (num_points, 3)) * 2.0
+  valid = jnp.ones(num_points, bool)
+  feat = jnp.zeros((num_points, cfg.backbone.in_channels), jnp.float32)
+  return cfg.model().init(key, feat, scene_levels(coord, valid, cfg.backbone))
+
+
+def abstract_variables(cfg: PointSegConfig):
+  return jax.eval_shape(lambda: init_variables(cfg, jax.random.key(0)))
 
 
 class PointSegmenter(nn.Module):

@@ -61,6 +61,9 @@ class PTv3Config:
     grid_size: voxel side in metres.
     depth: bits per grid axis (a scene spans at most `grid_size * 2**depth` metres).
     drop_path: the deepest block's stochastic-depth rate (linear in block index).
+    bn_momentum: BatchNorm's running-average momentum (Flax's convention; 0 makes a
+      train-mode pass store the batch's own statistics, as recomputing them for a
+      test scene does).
   """
   in_channels: int = 6
   enc_depths: tuple[int, ...] = (2, 2, 2, 6, 2)
@@ -74,6 +77,7 @@ class PTv3Config:
   grid_size: float = 0.02
   depth: int = 10
   drop_path: float = 0.3
+  bn_momentum: float = BN_MOMENTUM
 
   def __post_init__(self):
     n = len(self.enc_depths)
@@ -97,7 +101,11 @@ SIZES = {
     # Tests: two levels, one block each.
     "tiny": dict(enc_depths=(1, 1), enc_channels=(16, 32), enc_heads=(1, 2), dec_depths=(1,),
                  dec_channels=(16,), dec_heads=(1,), patch=64, drop_path=0.0, grid_size=0.05),
-    # The demo's: three levels on a few thousand points at 5 cm.
+    # TTT-KD's shipped model and demo: three levels on 2048-point rooms at 15 cm (about
+    # the points' spacing there, as Pointcept's 2 cm is on ScanNet's dense scans).
+    "demo": dict(enc_depths=(1, 1, 1), enc_channels=(16, 32, 64), enc_heads=(1, 2, 4), dec_depths=(1, 1),
+                 dec_channels=(32, 32), dec_heads=(2, 2), patch=128, drop_path=0.1, grid_size=0.15),
+    # Three levels on a few thousand points at 5 cm.
     "small": dict(enc_depths=(1, 1, 2), enc_channels=(32, 64, 128), enc_heads=(2, 4, 8),
                   dec_depths=(1, 1), dec_channels=(48, 64), dec_heads=(2, 4), patch=256,
                   drop_path=0.1, grid_size=0.05),
@@ -174,10 +182,11 @@ def check_extent(coord_N3: np.ndarray, valid_N: np.ndarray, cfg: PTv3Config, wha
 
 class _NormAct(nn.Module):
   """Masked BatchNorm (padding rows never enter the statistics), then GELU."""
+  momentum: float = BN_MOMENTUM
 
   @nn.compact
   def __call__(self, x_NC, valid_N, train: bool):
-    y = nn.BatchNorm(use_running_average=not train, momentum=BN_MOMENTUM, epsilon=BN_EPS, name="bn")(
+    y = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=BN_EPS, name="bn")(
         x_NC, mask=valid_N[:, None])
     return nn.gelu(y, approximate=False)
 
@@ -226,14 +235,14 @@ class PTv3(nn.Module):
     lv = levels[0]
     nbr5 = neighbours(lv.grid, lv.valid, cfg.depth, OFFSETS_5)
     x = SubMConv3d(cfg.enc_channels[0], use_bias=False, name="embed_conv")(feat_NC, nbr5)
-    x = _NormAct(name="embed_norm")(x, lv.valid, train)
+    x = _NormAct(cfg.bn_momentum, name="embed_norm")(x, lv.valid, train)
     skips = []
     for s in range(cfg.levels):
       lv = levels[s]
       if s > 0:
         y = nn.Dense(cfg.enc_channels[s], name=f"pool{s}_proj")(x)
         x = grid_pool.pool(y, lv.cluster, levels[s - 1].valid, lv.valid, reduce="max")
-        x = _NormAct(name=f"pool{s}_norm")(x, lv.valid, train)
+        x = _NormAct(cfg.bn_momentum, name=f"pool{s}_norm")(x, lv.valid, train)
       for i in range(cfg.enc_depths[s]):
         x = PointBlock(cfg.enc_channels[s], cfg.enc_heads[s], cfg.patch, cfg.mlp_ratio, i % len(ORDERS),
                        next(enc_rates), name=f"enc{s}_block{i}")(x, lv, det)
@@ -243,8 +252,8 @@ class PTv3(nn.Module):
     for s in range(cfg.levels - 2, -1, -1):
       lv, coarse = levels[s], levels[s + 1]
       c = cfg.dec_channels[s]
-      up = _NormAct(name=f"unpool{s}_norm")(nn.Dense(c, name=f"unpool{s}_proj")(x), coarse.valid, train)
-      skip = _NormAct(name=f"unpool{s}_skip_norm")(nn.Dense(c, name=f"unpool{s}_skip_proj")(skips[s]),
+      up = _NormAct(cfg.bn_momentum, name=f"unpool{s}_norm")(nn.Dense(c, name=f"unpool{s}_proj")(x), coarse.valid, train)
+      skip = _NormAct(cfg.bn_momentum, name=f"unpool{s}_skip_norm")(nn.Dense(c, name=f"unpool{s}_skip_proj")(skips[s]),
                                                     lv.valid, train)
       x = jnp.where(lv.valid[:, None], skip + grid_pool.unpool(up, coarse.cluster), 0.0)
       for i in range(cfg.dec_depths[s]):

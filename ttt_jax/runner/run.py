@@ -31,13 +31,17 @@ from ttt_jax.runner.results import results, save_predictions
 from ttt_jax.runner.scoring import score
 
 
+def is_point_config(config) -> bool:
+  return config.model.get("arch", "segformer") == "point_seg"
+
+
 def make_runner(config, model=None, programs: ProgramCache | None = None) -> tuple[Runner, dict]:
   """The `Runner` of a config's method on its source model, and the model's metadata.
   `programs` shares compiled programs with earlier runners."""
   if config.engine.driver not in DRIVERS:
     raise ValueError(f"engine.driver must be one of {DRIVERS}; got {config.engine.driver!r}")
   model = model or source_model(config)
-  plan = get_method(config.method.kind).build(config, model)
+  plan = get_method(config.method.kind, points=is_point_config(config)).build(config, model)
   return Runner(plan, seed=config.engine.seed, scan_chunk=config.engine.scan_chunk,
                 programs=programs, batching=config.engine.batching), model.meta
 
@@ -46,6 +50,9 @@ def run(config, out_dir, *, progress: bool = True, programs: ProgramCache | None
   """Runs `config`; returns the results dict also written to results.json (an empty
   dict on processes other than 0 of a multi-host run). `config` is not modified.
   `programs` shares compiled programs between runs (see `ProgramCache`)."""
+  if is_point_config(config):
+    from ttt_jax.runner.run_scenes import run_scenes
+    return run_scenes(config, out_dir, progress=progress, programs=programs)
   out = Path(out_dir)
   pred_dir = out / "predictions"
   pred_dir.mkdir(parents=True, exist_ok=True)

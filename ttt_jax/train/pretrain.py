@@ -24,16 +24,13 @@ with the same `--out` resumes from the latest one. The final model is written to
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import struct
-from tqdm.auto import tqdm
 
 from ttt_jax.checkpoint.model_io import init_variables, save_model
 from ttt_jax.data import synthetic
@@ -41,6 +38,7 @@ from ttt_jax.methods.augment import photometric_distortion, random_resized_crop
 from ttt_jax.models.segformer import YSegFormer, segformer_config
 from ttt_jax.models.inputs import normalise, visible_input
 from ttt_jax.objectives.reconstruction import reconstruction_loss
+from ttt_jax.train.loop import train_loop
 
 
 @struct.dataclass
@@ -160,32 +158,19 @@ def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = No
   v = init_variables(mcfg, jax.random.key(c.seed), (c.data.height, c.data.width))
   # A model whose heads keep no running statistics (head_norm 'group'/'layer') has none.
   state = TrainState(v["params"], v.get("batch_stats", {}), tx.init(v["params"]), jnp.zeros((), jnp.int32))
-  mngr = ocp.CheckpointManager(out / "checkpoints", options=ocp.CheckpointManagerOptions(
-      max_to_keep=2, save_interval_steps=c.save_every))
-  if mngr.latest_step() is not None:  # resume with an abstract target
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(abstract))
-  step_fn = make_train_step(model, tx, c)
-  start = int(state.step)
-  log = []
-  t0 = time.perf_counter()
-  with tqdm(total=c.steps, initial=start, desc="pretrain", disable=not progress) as bar:
-    for s in range(start, min(c.steps, stop_at or c.steps)):
-      # Batches depend only on (seed, step), so a resumed run sees the same ones.
-      idx = np.random.default_rng([c.seed, s]).integers(0, len(imgs), c.batch_size)
-      state, m = step_fn(state, imgs[idx], labs[idx], jax.random.fold_in(jax.random.key(c.seed), s))
-      if (s + 1) % c.log_every == 0 or s + 1 == c.steps:
-        m = {k: float(v) for k, v in m.items()}
-        log.append({"step": s + 1, **m})
-        bar.set_postfix(ce=f"{m['ce']:.3f}", rec=f"{m['rec']:.3f}")
-      mngr.save(s + 1, args=ocp.args.StandardSave(state))
-      bar.update(1)
-  mngr.wait_until_finished()
-  mngr.close()
+
+  def batch(s):
+    # Batches depend only on (seed, step), so a resumed run sees the same ones.
+    idx = np.random.default_rng([c.seed, s]).integers(0, len(imgs), c.batch_size)
+    return imgs[idx], labs[idx]
+
+  state, log, secs = train_loop(state, make_train_step(model, tx, c), batch, steps=c.steps,
+                                ckpt_dir=out / "checkpoints", seed=c.seed, save_every=c.save_every,
+                                log_every=c.log_every, desc="pretrain", progress=progress, stop_at=stop_at)
   if int(state.step) < c.steps:
     return None
   meta = {"trained_by": "ttt-jax pretrain", "config": json.loads(c.to_json()),
-          "seconds": time.perf_counter() - t0, "log": log[-5:]}
+          "seconds": secs, "log": log[-5:]}
   variables = {"params": state.params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats

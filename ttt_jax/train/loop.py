@@ -1,0 +1,41 @@
+"""A resumable training loop: orbax checkpoints every `save_every` steps, a rerun
+with the same folder continues from the latest, batches that depend only on
+`(seed, step)` so a resumed run sees the ones it would have seen."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import orbax.checkpoint as ocp
+from tqdm.auto import tqdm
+
+
+def train_loop(state: Any, step_fn: Callable, batch_fn: Callable[[int], tuple], *, steps: int, ckpt_dir,
+               seed: int, save_every: int, log_every: int, desc: str = "train", progress: bool = True,
+               stop_at: int | None = None) -> tuple[Any, list[dict], float]:
+  """Runs `state, metrics = step_fn(state, *batch_fn(step), key)` from the latest
+  checkpoint under `ckpt_dir` (or `state`, whose `step` field counts) to `steps`.
+
+  `stop_at` ends after that step with its checkpoint saved, as an interrupted run.
+  Returns `(state, log, seconds)`: log holds the metrics every `log_every` steps.
+  """
+  mngr = ocp.CheckpointManager(Path(ckpt_dir).absolute(), options=ocp.CheckpointManagerOptions(
+      max_to_keep=2, save_interval_steps=save_every))
+  if mngr.latest_step() is not None:  # resume with an abstract target
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(abstract))
+  start, log, t0 = int(state.step), [], time.perf_counter()
+  with tqdm(total=steps, initial=start, desc=desc, disable=not progress) as bar:
+    for s in range(start, min(steps, stop_at or steps)):
+      state, m = step_fn(state, *batch_fn(s), jax.random.fold_in(jax.random.key(seed), s))
+      if (s + 1) % log_every == 0 or s + 1 == steps:
+        m = {k: float(v) for k, v in m.items()}
+        log.append({"step": s + 1, **m})
+        bar.set_postfix({k: f"{v:.3f}" for k, v in m.items()})
+      mngr.save(s + 1, args=ocp.args.StandardSave(state))
+      bar.update(1)
+  mngr.wait_until_finished()
+  mngr.close()
+  return state, log, time.perf_counter() - t0
