@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from ttt_jax.checkpoint.model_io import load_model
 from ttt_jax.cli.config_io import load_config_file
@@ -113,34 +114,22 @@ def test_reconstruction_head_batchnorm_keeps_the_statistics_of_masked_inputs():
 
 
 def test_the_stand_in_teacher_and_the_point_model_train_resume_and_load(tmp_path):
-  """TTT-KD's two trainings (`ttt-jax pretrain` with task room_teacher, then ttt_kd),
-  each killed after step 2 and resumed; the point model's (the same `train_loop` as
-  the teacher's) agrees with an uninterrupted run."""
+  """TTT-KD's two trainings (`ttt-jax pretrain` with task room_teacher, then ttt_kd):
+  the point model's killed after step 2 resumes there (both run the resumable loop
+  that `test_pretrain_resumes_and_writes_model` checks against an uninterrupted run)."""
   from ttt_jax.methods.kd_targets import Teacher
   from ttt_jax.train.point_pretrain import pretrain_points
   from ttt_jax.train.teacher import train_teacher
-  tc = load_config_file("configs/room_teacher.py:tiny")
-  assert train_teacher(tc, tmp_path / "t", progress=False, stop_at=2) is None
-  teacher_dir = train_teacher(tc, tmp_path / "t", progress=False)
-  assert load_model(teacher_dir)[2]["log"][0]["step"] == 4   # resumed at step 3, logged at 4
+  teacher_dir = train_teacher(load_config_file("configs/room_teacher.py:tiny"), tmp_path / "t", progress=False)
   t = Teacher(teacher_dir)
   assert t.features(np.zeros((2, 24, 32, 3), np.uint8)).shape == (2, 6, 8, t.dim)
+  assert load_model(teacher_dir)[2]["note"].endswith("not DINOv2")
   pc = load_config_file("configs/pretrain_ttt_kd.py:tiny")
   pc.teacher_path = str(teacher_dir)
   assert pretrain_points(pc, tmp_path / "p", progress=False, stop_at=2) is None
+  assert (tmp_path / "p" / "checkpoints" / "2").exists() and not (tmp_path / "p" / "model").exists()
   v, cfg, meta = load_model(pretrain_points(pc, tmp_path / "p", progress=False), "point_seg")
-  v2, _, _ = load_model(pretrain_points(pc, tmp_path / "p2", progress=False), "point_seg")
   assert cfg.teacher_dim == t.dim and cfg.num_classes == 9 and meta["log"][0]["step"] == 4
-  for a, b in zip(jax_leaves(v), jax_leaves(v2)):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-  try:
+  assert meta["teacher_digest"] == t.digest
+  with pytest.raises(ValueError, match="holds a 'room_teacher' model"):
     load_model(teacher_dir, "segformer")
-  except ValueError as e:
-    assert "room_teacher" in str(e) and "model.json" in str(e)
-  else:
-    raise AssertionError("a teacher directory loaded as a SegFormer")
-
-
-def jax_leaves(tree):
-  import jax
-  return [np.asarray(x) for x in jax.tree.leaves(tree)]
