@@ -22,7 +22,7 @@
 # the backbone takes distillation steps on this scene alone. The class head never
 # sees a label.
 #
-# Set `TTT_NOTEBOOK_TINY=1` for a seconds-long run (the tests do).
+# Set `TTT_NOTEBOOK_TINY=1` for a seconds-long run on a tiny random model (the tests do).
 
 # %%
 import os
@@ -70,6 +70,8 @@ plt.show()
 # %%
 cfg = point_config("ttt_kd", name="ttt_kd_steps", stride=1)
 cfg.engine.num_points = N
+if TINY:   # a tiny random model: seconds to compile (the figures then mean nothing)
+  cfg.model.checkpoint = "random"
 runner, _ = make_runner(cfg)
 labels, stats = runner.run_one("steps", [(p.scene_id, scene)] * STEPS, 0)
 

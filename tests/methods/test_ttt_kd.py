@@ -58,9 +58,6 @@ def test_per_scene_ttt_kd_moves_only_the_backbone_and_resets_between_scenes(teac
   # are deterministic, so a fresh runner on b alone predicts the same).
   alone, _ = Runner(TTTKD().build(c, model), scan_chunk=1, programs=programs).run_one(idb, b, 1)
   np.testing.assert_array_equal(alone, lab_b_after_a)
-  # Zero steps is the source model.
-  src, _ = Runner(TTTKD().build(_config("point_source", teacher_dir), model), scan_chunk=1).run_one(idb, b, 1)
-  assert not np.array_equal(src, alone)
 
 
 def test_the_distillation_loss_falls_over_a_scene_s_steps(teacher_dir):
@@ -95,7 +92,7 @@ def test_the_baselines_use_the_scene_s_statistics(teacher_dir):
     assert set(stats["drift"]) == moved, name
 
 
-def test_run_writes_each_scene_s_labels_resumes_and_every_driver_predicts_the_same(teacher_dir, tmp_path):
+def test_run_writes_each_scene_s_labels_resumes_and_the_mesh_predicts_as_the_scan(teacher_dir, tmp_path):
   from ttt_jax.runner.run import run
   c = _config("ttt_kd", teacher_dir)
   res = run(c, tmp_path / "scan", progress=False)
@@ -109,8 +106,9 @@ def test_run_writes_each_scene_s_labels_resumes_and_every_driver_predicts_the_sa
   assert (tmp_path / "scan" / "predictions" / f"{sid}.npz").stat().st_mtime_ns == stamp
   assert again["metrics"] == res["metrics"]
   labels = lambda d: [np.load(p)["labels"] for p in sorted((tmp_path / d / "predictions").glob("*.npz"))]
-  # 'sharded' vmaps the scenes over 4 simulated devices (padded to a multiple of 4).
-  for driver in ("stream", "sharded"):
+  # 'sharded' vmaps the scenes over 4 simulated devices (padded to a multiple of 4); the
+  # stream driver's equality with the scan is the engine's (tests/engine/test_drivers.py).
+  for driver in ("sharded",):
     run(_config("ttt_kd", teacher_dir, **{"engine.driver": driver}), tmp_path / driver, progress=False)
     for a, b in zip(labels("scan"), labels(driver)):
       np.testing.assert_array_equal(a, b, err_msg=driver)
