@@ -53,7 +53,7 @@ class Teacher:
     return np.asarray(self._apply(self.variables, np.asarray(images_VHW3, np.uint8))).astype(np.float16)
 
 
-def check_scene_views(what: str, views: SceneViews, num_points_or_none=None):
+def check_scene_views(what: str, views: SceneViews):
   """Images, depth maps, poses and intrinsics of one scene agree (count and size)."""
   v = views
   check_views(what, cam_to_world_V44=v.pose_V44, K_V33=np.stack([v.color_K_33] * len(v.pose_V44)),
@@ -107,3 +107,12 @@ def lift(coord_N3: np.ndarray, views: SceneViews, feats_VhwC: np.ndarray, *, tol
                         tuple(views.color_VHW3.shape[1:3]), ck, np.asarray(views.depth_VhW[:v]), dk,
                         np.asarray(views.pose_V44[:v]), tolerance)
   return np.asarray(f), np.asarray(n)
+
+
+def scene_targets(arrays: dict, views: SceneViews, feats_VhwC: np.ndarray, *, tolerance: float,
+                  max_views: int = 0, what: str = "scene") -> dict[str, np.ndarray]:
+  """`{teacher_NC, views_N}` of a padded scene (`point_inputs.pad_scene`): the lifted
+  teacher features, and the views that see each point (0 on padding rows)."""
+  teacher_NC, views_N = lift(arrays["coord_N3"], views, feats_VhwC, tolerance=tolerance,
+                             max_views=max_views, what=what)
+  return {"teacher_NC": teacher_NC, "views_N": np.where(arrays["valid_N"], views_N, 0).astype(np.int32)}

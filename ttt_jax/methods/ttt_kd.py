@@ -49,7 +49,7 @@ from ttt_jax.engine.schedule import Schedule, make_schedule
 from ttt_jax.engine.state import split_variables
 from ttt_jax.engine.step import Learner, StepConfig, make_hparams
 from ttt_jax.methods.base import Plan, SourceModel, Variables, program_key
-from ttt_jax.methods.kd_targets import Teacher, check_scene_views, lift, scene_features
+from ttt_jax.methods.kd_targets import Teacher, check_scene_views, scene_features, scene_targets
 from ttt_jax.methods.optim import lr_hparams, make_optimizer
 from ttt_jax.models.ptv3 import check_extent, scene_levels
 from ttt_jax.objectives.entropy import entropy_loss
@@ -75,25 +75,25 @@ def _loss_fn(model, stats_model, m):
   if kind == "none":
     return None
 
-  def scene_stats(v, s):
-    """The scene's own BatchNorm statistics (a train-mode pass with momentum 0)."""
-    logits, upd = stats_model.apply(v, s["feat_N6"], s["levels"], train=True, method="segment",
-                                    mutable=["batch_stats"])
-    return logits, upd["batch_stats"]
+  def scene_pass(ctx, v, s, method):
+    """A train-mode pass on the scene's own BatchNorm statistics (momentum 0): the
+    outputs of `method` (None: the model's call), and the stats with the scene's in
+    place (no gradient)."""
+    out, upd = stats_model.apply(v, s["feat_N6"], s["levels"], train=True, method=method,
+                                 mutable=["batch_stats"])
+    return out, {**ctx.stats, "batch_stats": jax.lax.stop_gradient(upd["batch_stats"])}
 
   def loss(trainable, ctx, batch, key):
     s = _one(batch)
     v = ctx.variables(trainable)
-    keep = (ctx.stats, ctx.method_state)
     if kind == "ttt_kd":
       if scene_bn:   # BatchNorm on the scene's statistics, which the prediction then uses
-        (_, kd), upd = stats_model.apply(v, s["feat_N6"], s["levels"], train=True, mutable=["batch_stats"])
-        keep = ({**ctx.stats, "batch_stats": jax.lax.stop_gradient(upd["batch_stats"])}, ctx.method_state)
+        (_, kd), stats = scene_pass(ctx, v, s, None)
       else:
-        _, kd = model.apply(v, s["feat_N6"], s["levels"], train=False)
-      return feature_distill_loss(kd, s["teacher_NC"], s["views_N"], s["valid_N"], distance), keep
-    logits, bs = scene_stats(v, s)
-    stats = {**ctx.stats, "batch_stats": jax.lax.stop_gradient(bs)}
+        (_, kd), stats = model.apply(v, s["feat_N6"], s["levels"], train=False), ctx.stats
+      kd_loss = feature_distill_loss(kd, s["teacher_NC"], s["views_N"], s["valid_N"], distance)
+      return kd_loss, (stats, ctx.method_state)
+    logits, stats = scene_pass(ctx, v, s, "segment")
     if kind == "norm":
       return jnp.zeros((), jnp.float32), (stats, ctx.method_state)
     return entropy_loss(logits, s["valid_N"]), (stats, ctx.method_state)
@@ -128,37 +128,42 @@ class SceneTicks:
   def teacher(self) -> Teacher | None:
     k = self.m.ttt_kd
     if k.teacher == "room_teacher" and self._teacher is None:
-      self._teacher = Teacher(k.teacher_path or None) if k.teacher_path else Teacher()
+      self._teacher = Teacher(k.teacher_path) if k.teacher_path else Teacher()
     return self._teacher
 
-  def check(self, scene_id: str, scene) -> dict:
-    """Validates a scene without long work (points, views, and a cached feature file's
-    scene and teacher); returns its padded arrays. Errors name the scene or file."""
+  def _padded(self, scene_id: str, scene) -> dict:
+    """The scene's points and views validated; its padded arrays."""
     what = f"scene {scene_id}"
     arrays = pad_scene(scene.points, self.e.num_points, what)
     check_extent(arrays["coord_N3"], arrays["valid_N"], self.cfg.backbone, what)
     check_scene_views(what, scene.views)
+    return arrays
+
+  def _features(self, scene_id: str, scene) -> np.ndarray:
+    k = self.m.ttt_kd
+    return scene_features(scene_id, scene.views, teacher=k.teacher, features_dir=k.features_dir or None,
+                          stand_in=self.teacher())
+
+  def check(self, scene_id: str, scene) -> None:
+    """Validates a scene without long work (points, views, and a cached feature file's
+    scene and teacher). Errors name the scene or file."""
+    self._padded(scene_id, scene)
     k = self.m.ttt_kd
     cached = Path(k.features_dir) / f"{scene_id}.npz" if k.features_dir else None
     if k.teacher == "dinov2" or (cached is not None and cached.exists()):
-      scene_features(scene_id, scene.views, teacher=k.teacher, features_dir=k.features_dir or None,
-                     stand_in=self.teacher())
-    return arrays
+      self._features(scene_id, scene)
 
   def scene(self, scene_id: str, scene) -> dict:
     what = f"scene {scene_id}"
-    arrays = self.check(scene_id, scene)
-    k = self.m.ttt_kd
-    feats = scene_features(scene_id, scene.views, teacher=k.teacher, features_dir=k.features_dir or None,
-                           stand_in=self.teacher())
+    arrays = self._padded(scene_id, scene)
+    feats = self._features(scene_id, scene)   # validates a cached file as `check` does
     if feats.shape[-1] != self.cfg.teacher_dim:
       raise ValueError(f"{what}: teacher features of width {feats.shape[-1]}, the model's projector "
                        f"predicts {self.cfg.teacher_dim} (model teacher_dim)")
-    teacher_NC, views_N = lift(arrays["coord_N3"], scene.views, feats, tolerance=k.tolerance,
-                               max_views=k.max_views, what=what)
-    views_N = np.where(arrays["valid_N"], views_N, 0)
-    return {"feat_N6": arrays["feat_N6"], "valid_N": arrays["valid_N"], "teacher_NC": teacher_NC,
-            "views_N": views_N.astype(np.int32), "levels": self._levels(arrays["coord_N3"], arrays["valid_N"])}
+    k = self.m.ttt_kd
+    return {"feat_N6": arrays["feat_N6"], "valid_N": arrays["valid_N"],
+            **scene_targets(arrays, scene.views, feats, tolerance=k.tolerance, max_views=k.max_views, what=what),
+            "levels": self._levels(arrays["coord_N3"], arrays["valid_N"])}
 
   def __call__(self, item_id: str, inputs):
     scenes = inputs if isinstance(inputs, (list, tuple)) else [(item_id, inputs)]

@@ -8,8 +8,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 import jax
+import optax
 import orbax.checkpoint as ocp
+from flax import struct
 from tqdm.auto import tqdm
+
+
+@struct.dataclass
+class TrainState:
+  """What a training run checkpoints: parameters, BatchNorm statistics (an empty dict
+  for a model without), optimizer state and the step count."""
+  params: dict
+  batch_stats: dict
+  opt_state: optax.OptState
+  step: jax.Array
 
 
 def train_loop(state: Any, step_fn: Callable, batch_fn: Callable[[int], tuple], *, steps: int, ckpt_dir,

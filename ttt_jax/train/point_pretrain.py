@@ -24,29 +24,21 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
-from flax import struct
 from tqdm.auto import tqdm
 
 from ttt_jax.checkpoint.model_io import save_model
 from ttt_jax.data import rooms
 from ttt_jax.data.point_inputs import pad_scene
-from ttt_jax.engine.state import path_keys, path_matcher
 from ttt_jax.methods.defaults import NORM
-from ttt_jax.methods.kd_targets import Teacher, check_scene_views, lift
+from ttt_jax.methods import optim
+from ttt_jax.methods.kd_targets import Teacher, check_scene_views, scene_targets
 from ttt_jax.models.point_seg import init_variables, point_seg_config
 from ttt_jax.models.ptv3 import check_extent, scene_levels
 from ttt_jax.objectives.feature_distill import feature_distill_loss
-from ttt_jax.train.loop import train_loop
-
-
-@struct.dataclass
-class PointTrainState:
-  params: dict
-  batch_stats: dict
-  opt_state: optax.OptState
-  step: jax.Array
+from ttt_jax.train.loop import TrainState, train_loop
 
 
 def source_scenes(c, teacher: Teacher, progress: bool = True) -> dict[str, np.ndarray]:
@@ -58,8 +50,8 @@ def source_scenes(c, teacher: Teacher, progress: bool = True) -> dict[str, np.nd
     what = f"scene {s.points.scene_id}"
     a = pad_scene(s.points, c.num_points, what)
     check_scene_views(what, s.views)
-    t, n = lift(a["coord_N3"], s.views, teacher.features(s.views.color_VHW3), tolerance=c.tolerance, what=what)
-    rows.append({**a, "teacher_NC": t, "views_N": np.where(a["valid_N"], n, 0).astype(np.int32)})
+    rows.append({**a, **scene_targets(a, s.views, teacher.features(s.views.color_VHW3), tolerance=c.tolerance,
+                                      what=what)})
   return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
 
 
@@ -99,16 +91,18 @@ def make_step(cfg, tx, c):
     (loss, (bs, ce, kd, acc)), g = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.batch_stats, scene, key)
     upd, opt = tx.update(g, state.opt_state, state.params)
-    return (PointTrainState(optax.apply_updates(state.params, upd), bs, opt, state.step + 1),
+    return (TrainState(optax.apply_updates(state.params, upd), bs, opt, state.step + 1),
             {"ce": ce, "kd": kd, "acc": acc})
   return step
 
 
 def make_optimizer(c):
+  """Global-norm clip 1, then AdamW on the warm-up + cosine schedule, no weight decay on
+  normalisation layers (`methods.optim.make_optimizer` with the schedule as its lr)."""
   sched = optax.warmup_cosine_decay_schedule(0.0, c.lr, c.warmup_steps, c.steps, c.lr * 0.01)
-  no_decay = path_matcher(NORM)
-  mask = lambda tree: jax.tree_util.tree_map_with_path(lambda p, _: not no_decay(path_keys(p)), tree)
-  return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, weight_decay=c.weight_decay, mask=mask))
+  block = ml_collections.ConfigDict(dict(lr=c.lr, lr_groups=(), weight_decay=c.weight_decay, no_decay=NORM,
+                                         b1=0.9, b2=0.999, clip_norm=1.0))
+  return optim.make_optimizer(block)({"lr": sched})
 
 
 def pretrain_points(c, out_dir, *, progress: bool = True, stop_at: int | None = None) -> Path | None:
@@ -122,7 +116,7 @@ def pretrain_points(c, out_dir, *, progress: bool = True, stop_at: int | None = 
     check_extent(data["coord_N3"][i] * 1.56, data["valid_N"][i], cfg.backbone, f"training scene {i}")
   v = init_variables(cfg, jax.random.key(c.seed))
   tx = make_optimizer(c)
-  state = PointTrainState(v["params"], v["batch_stats"], tx.init(v["params"]), jnp.zeros((), jnp.int32))
+  state = TrainState(v["params"], v["batch_stats"], tx.init(v["params"]), jnp.zeros((), jnp.int32))
 
   def batch(s):
     i = int(np.random.default_rng([c.seed, s]).integers(len(data["valid_N"])))

@@ -30,7 +30,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
 
 from ttt_jax.checkpoint.model_io import init_variables, save_model
 from ttt_jax.data import synthetic
@@ -38,15 +37,7 @@ from ttt_jax.methods.augment import photometric_distortion, random_resized_crop
 from ttt_jax.models.segformer import YSegFormer, segformer_config
 from ttt_jax.models.inputs import normalise, visible_input
 from ttt_jax.objectives.reconstruction import reconstruction_loss
-from ttt_jax.train.loop import train_loop
-
-
-@struct.dataclass
-class TrainState:
-  params: dict
-  batch_stats: dict
-  opt_state: optax.OptState
-  step: jax.Array
+from ttt_jax.train.loop import TrainState, train_loop
 
 
 def _augment_pair(key, img_BHW3, lab_BHW, min_scale, num_classes):

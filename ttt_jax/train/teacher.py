@@ -15,19 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import struct
 
 from ttt_jax.checkpoint.model_io import save_model
 from ttt_jax.data import rooms
 from ttt_jax.models.room_teacher import RoomTeacher, TeacherConfig
-from ttt_jax.train.loop import train_loop
-
-
-@struct.dataclass
-class TeacherState:
-  params: dict
-  opt_state: optax.OptState
-  step: jax.Array
+from ttt_jax.train.loop import TrainState, train_loop
 
 
 def make_step(model: RoomTeacher, tx):
@@ -48,7 +40,8 @@ def make_step(model: RoomTeacher, tx):
   def step(state, imgs, labs, key):
     (ce, acc), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, imgs, labs, key)
     upd, opt = tx.update(g, state.opt_state, state.params)
-    return TeacherState(optax.apply_updates(state.params, upd), opt, state.step + 1), {"ce": ce, "acc": acc}
+    return state.replace(params=optax.apply_updates(state.params, upd), opt_state=opt, step=state.step + 1), \
+        {"ce": ce, "acc": acc}
   return step
 
 
@@ -63,7 +56,7 @@ def train_teacher(c, out_dir, *, progress: bool = True, stop_at: int | None = No
   sched = optax.warmup_cosine_decay_schedule(0.0, c.lr, c.warmup_steps, c.steps, c.lr * 0.01)
   tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(sched, weight_decay=c.weight_decay))
   params = model.init(jax.random.key(c.seed), jnp.asarray(imgs[:1]))["params"]
-  state = TeacherState(params, tx.init(params), jnp.zeros((), jnp.int32))
+  state = TrainState(params, {}, tx.init(params), jnp.zeros((), jnp.int32))   # no BatchNorm
 
   def batch(s):
     idx = np.random.default_rng([c.seed, s]).integers(0, len(imgs), c.batch_size)
