@@ -72,7 +72,7 @@ def test_every_config_and_variant_loads_and_builds_its_method():
   from ttt_jax.methods.point_defaults import POINT_VARIANTS
   from ttt_jax.methods.registry import METHODS, POINT_METHODS
   from ttt_jax.runner.run import is_point_config, make_runner
-  training = ("pretrain_synthetic", "pretrain_ttt_kd", "room_teacher")   # `ttt-jax pretrain` configs
+  training = ("pretrain_synthetic", "pretrain_ttt_kd", "room_teacher", "cast")   # `ttt-jax pretrain` configs
   files = sorted(f for f in Path("configs").glob("*.py") if f.stem not in ("__init__",) + training)
   assert len(files) >= 19
   for f in files:

@@ -1,4 +1,5 @@
-"""`ttt-jax evaluate PRED_DIR GT_DIR`: score VSPW-style PNG folders.
+"""`ttt-jax evaluate PRED_DIR GT_DIR`: score VSPW-style PNG folders, or (`--instances`)
+instance predictions by mask AP (`evaluate_instance_folders`).
 
 PRED_DIR/<video>/<frame>.png hold predicted class ids. GT_DIR is either the same
 style (GT_DIR/<video>/<frame>.png, class ids, 255 ignore) or a VSPW data folder
@@ -65,3 +66,36 @@ def format_table(res: dict) -> str:
   lines.append(f"{'dataset':<24} {'':6} {100 * res['miou']:6.2f} {100 * res['wiou']:6.2f} "
                f"{100 * res['mvc8']:6.2f} {100 * res['mvc16']:6.2f}")
   return "\n".join(lines)
+
+
+def evaluate_instance_folders(pred_dir, gt, num_classes: int | None = None) -> dict:
+  """Mask AP / AP50 of `PRED_DIR/<image_id>.npz` predictions (`data.instance_io`)
+  against a folder of ground-truth `<image_id>.npz` files or a Cityscapes root (its
+  val split, image ids as the file names' stems)."""
+  from ttt_jax.data import instance_io
+  from ttt_jax.metrics.mask_ap import mask_ap
+  pred_dir, gt = Path(pred_dir), Path(gt)
+  if (gt / "gtFine").is_dir():
+    from ttt_jax.data.cityscapes import CLASSES, read_cityscapes
+    truth = {im.image_id: (im.masks_NHW, im.labels_N) for im in read_cityscapes(gt, "val")}
+    num_classes = num_classes or len(CLASSES)
+  else:
+    files = sorted(gt.glob("*.npz"))
+    if not files:
+      raise FileNotFoundError(f"no ground-truth <image_id>.npz files (or gtFine/) in {gt}")
+    truth = {f.stem: tuple(instance_io.read_instances(f)[k] for k in ("masks_NHW", "labels_N")) for f in files}
+  preds = {f.stem: f for f in sorted(pred_dir.glob("*.npz"))}
+  if not preds:
+    raise FileNotFoundError(f"no prediction <image_id>.npz files in {pred_dir}")
+  missing, extra = sorted(set(truth) - set(preds))[:5], sorted(set(preds) - set(truth))[:5]
+  if missing or extra:
+    raise ValueError(f"predictions in {pred_dir} do not match the ground truth in {gt} (missing {missing}, "
+                     f"unexpected {extra})")
+  if num_classes is None:
+    num_classes = int(max((l.max(initial=-1) for _, l in truth.values()), default=-1)) + 1
+  gts, ps = [], []
+  for k in sorted(truth):
+    p = instance_io.read_instances(preds[k], need_scores=True)
+    gts.append(truth[k])
+    ps.append((p["masks_NHW"], p["labels_N"], p["scores_N"]))
+  return {"num_classes": num_classes, **mask_ap(gts, ps, num_classes)}

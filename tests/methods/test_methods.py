@@ -13,7 +13,7 @@ from ttt_jax.metrics.segmentation import Accumulator
 from tests.helpers import CONFIGS, tiny_config, tiny_runner, video
 
 VIDEO_CONFIGS = sorted(p.stem for p in CONFIGS.glob("*.py")
-                       if p.stem not in ("smoke", "pretrain_synthetic", "pretrain_ttt_kd", "room_teacher", "__init__")
+                       if p.stem not in ("smoke", "pretrain_synthetic", "pretrain_ttt_kd", "room_teacher", "cast", "__init__")
                        and not p.stem.startswith(("ditta_", "ttt_kd", "point_")))
 DITTA_CONFIGS = sorted(p.stem for p in CONFIGS.glob("ditta_*.py"))
 

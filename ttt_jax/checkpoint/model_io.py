@@ -6,7 +6,8 @@ Layout of a model directory:
     DIR/variables/        orbax StandardCheckpointer (params + batch_stats)
 
 Architectures (`arch`): 'segformer' (`SegFormerConfig`), 'room_teacher' (TTT-KD's
-stand-in 2D teacher) and 'point_seg' (TTT-KD's point model).
+stand-in 2D teacher), 'point_seg' (TTT-KD's point model) and 'instance_seg' (CAST's
+ViT + DPT + Mask2Former model).
 
 Restoring builds an abstract target from the config (`jax.eval_shape` of the
 model's init), so a checkpoint that does not match its config is refused with a
@@ -48,8 +49,9 @@ def abstract_variables(cfg: SegFormerConfig):
 
 def _arches() -> dict:
   """arch name -> (config type, `cfg -> abstract variables`)."""
-  from ttt_jax.models import point_seg, room_teacher
+  from ttt_jax.models import instance_seg, point_seg, room_teacher
   return {"segformer": (SegFormerConfig, abstract_variables),
+          "instance_seg": (instance_seg.InstanceSegConfig, instance_seg.abstract_variables),
           "room_teacher": (room_teacher.TeacherConfig, room_teacher.abstract_variables),
           "point_seg": (point_seg.PointSegConfig, point_seg.abstract_variables)}
 

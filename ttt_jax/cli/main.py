@@ -54,11 +54,19 @@ def _pretrain(a):
   elif task == "ttt_kd":
     from ttt_jax.train.point_pretrain import pretrain_points
     print(f"wrote {pretrain_points(c, a.out, progress=not a.quiet)}")
+  elif task == "cast":
+    from ttt_jax.train.cast import run_cast
+    res = run_cast(c, a.out, progress=not a.quiet)
+    for stage, r in res.items():
+      if isinstance(r, dict) and "ap" in r:
+        print(f"{stage:<14} mask AP {100 * r['ap']:6.2f}  AP50 {100 * r['ap50']:6.2f}  "
+              f"{r['steps_per_s'] or 0:.2f} steps/s")
+    print(f"wrote {Path(a.out) / 'results.json'}")
   elif task == "segformer":
     from ttt_jax.train.pretrain import pretrain
     pretrain(c, a.out, progress=not a.quiet)
   else:
-    raise ValueError(f"unknown pretraining task {task!r} (config.task); expected segformer, room_teacher or ttt_kd")
+    raise ValueError(f"unknown pretraining task {task!r} (config.task); expected segformer, room_teacher, ttt_kd or cast")
 
 
 def _convert(a):
@@ -81,9 +89,14 @@ def _predict(a):
 
 
 def _evaluate(a):
-  from ttt_jax.evaluate import evaluate_folders, format_table
-  res = evaluate_folders(a.pred_dir, a.gt_dir, num_classes=a.num_classes)
-  print(format_table(res))
+  from ttt_jax.evaluate import evaluate_folders, evaluate_instance_folders, format_table
+  if a.instances:
+    res = evaluate_instance_folders(a.pred_dir, a.gt_dir, num_classes=a.num_classes)
+    print(f"mask AP {100 * res['ap']:.2f}  AP50 {100 * res['ap50']:.2f}  ({res['images']} images, "
+          f"{res['instances']} instances, {res['detections']} detections)")
+  else:
+    res = evaluate_folders(a.pred_dir, a.gt_dir, num_classes=a.num_classes)
+    print(format_table(res))
   if a.json:
     Path(a.json).write_text(json.dumps(res, indent=1))
 
@@ -108,7 +121,7 @@ def parser() -> argparse.ArgumentParser:
   d.add_argument("--out", default="demo_out")
   d.add_argument("--quick", action="store_true", help="fewer, shorter videos")
   d.set_defaults(fn=_demo)
-  config_command("pretrain", _pretrain, "train a source model (config.task: segformer, room_teacher, ttt_kd)")
+  config_command("pretrain", _pretrain, "train a model (config.task: segformer, room_teacher, ttt_kd, cast)")
   c = sub.add_parser("convert", help="convert SRC (Hugging Face folder) to a model dir DST")
   c.add_argument("arch")
   c.add_argument("src")
@@ -120,11 +133,14 @@ def parser() -> argparse.ArgumentParser:
   pr.add_argument("--out", required=True)
   pr.add_argument("--batch", type=int, default=8)
   pr.set_defaults(fn=_predict)
-  e = sub.add_parser("evaluate", help="score VSPW-style PNG predictions against ground truth")
+  e = sub.add_parser("evaluate", help="score VSPW-style PNG predictions (or, with --instances, instance "
+                     "predictions by mask AP) against ground truth")
   e.add_argument("pred_dir")
   e.add_argument("gt_dir")
   e.add_argument("--num-classes", type=int, default=None)
   e.add_argument("--json", default=None)
+  e.add_argument("--instances", action="store_true",
+                 help="PRED_DIR/<image_id>.npz instance predictions; GT_DIR: <image_id>.npz or a Cityscapes root")
   e.set_defaults(fn=_evaluate)
   return p
 

@@ -24,6 +24,15 @@ class TrainState:
   step: jax.Array
 
 
+def latest_step(ckpt_dir) -> int:
+  """The step of the latest checkpoint under `ckpt_dir` (0 when there is none)."""
+  d = Path(ckpt_dir).absolute()
+  if not d.is_dir():
+    return 0
+  with ocp.CheckpointManager(d) as mngr:
+    return mngr.latest_step() or 0
+
+
 def train_loop(state: Any, step_fn: Callable, batch_fn: Callable[[int], tuple], *, steps: int, ckpt_dir,
                seed: int, save_every: int, log_every: int, desc: str = "train", progress: bool = True,
                stop_at: int | None = None) -> tuple[Any, list[dict], float]:

@@ -1,0 +1,105 @@
+"""CAST on the synthetic instance benchmark: the paper's findings, in direction.
+
+  python benchmarks/cast.py                              # held-out seeds 1 2 3
+  python benchmarks/cast.py --seeds 0 --scale 0.25       # a quick look on the tuning seed
+  python benchmarks/cast.py --variant tiny --seeds 1 --work /tmp/cast_smoke   # seconds
+
+Per seed (data seed = run seed), under WORK/seed<s>/:
+  main/            all stages as configured: teacher_sup, teacher_self (with the pixel
+                   loss), student (L_sup + L_semi + L_pxl), refine
+  teacher_nopxl/   teacher_self without the pixel loss (from main's teacher_sup)
+  student_<terms>/ the loss-term ablation of the student, from main's adapted teacher:
+                   sup (L_sup only), sup_semi (+ pseudo-labels), sup_pxl (+ pixel loss
+                   only); all three is main's student
+  student_uniform/ the student with uniformly drawn negatives instead of dissimilarity
+Tables: mask AP and AP50 (x 100, mean +- std over seeds) and training steps/s of every
+model. Every run resumes where it stopped (finished stages are read, not rerun).
+Writes benchmarks/results/cast.json (or --json).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ttt_jax import compile_cache
+from ttt_jax.cli.config_io import apply_overrides, load_config_file
+from ttt_jax.io.files import write_json
+from ttt_jax.io.versions import versions
+from ttt_jax.train.cast import run_cast
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# name: (directory, stage it reads, stage to run, overrides)
+ROWS = {
+    "teacher w/o pixel loss": ("teacher_nopxl", "teacher_sup", "teacher_self", ["teacher.lambda_pxl=0.0"]),
+    "teacher with pixel loss": ("main", None, "teacher_self", []),
+    "student, semi-supervised": ("main", None, "student", []),
+    "student, refined": ("main", None, "refine", []),
+    "student: L_sup only": ("student_sup", "teacher_self", "student", ["student.lambda_semi=0.0",
+                                                                       "student.lambda_pxl=0.0"]),
+    "student: + pseudo-labels": ("student_sup_semi", "teacher_self", "student", ["student.lambda_pxl=0.0"]),
+    "student: + pixel loss only": ("student_sup_pxl", "teacher_self", "student", ["student.lambda_semi=0.0"]),
+    "student: all three": ("main", None, "student", []),
+    "student: uniform negatives": ("student_uniform", "teacher_self", "student", ["contrast.sampler=uniform"]),
+}
+
+
+def config(variant: str, seed: int, scale: float, overrides: list[str]):
+  c = load_config_file(str(ROOT / "configs" / "cast.py") + (f":{variant}" if variant else ""))
+  c.seed = c.data.seed = seed
+  if scale != 1.0:
+    for r, key in (("teacher", "steps_sup"), ("teacher", "steps"), ("student", "steps"), ("refine", "steps")):
+      c[r][key] = max(1, int(round(c[r][key] * scale)))
+  return apply_overrides(c, overrides)
+
+
+def run_row(work: Path, variant, seed, scale, row) -> dict:
+  directory, reads, stage, over = row
+  out = work / f"seed{seed}" / directory
+  if reads is not None and not (out / reads / "model").is_dir():   # share the stage it starts from
+    src = work / f"seed{seed}" / "main" / reads
+    shutil.copytree(src, out / reads, dirs_exist_ok=True)
+  c = config(variant, seed, scale, over + [f"stage={'all' if directory == 'main' else stage}"])
+  return run_cast(c, out, progress=False)[stage]
+
+
+def summary(values):
+  a = np.asarray(values, float)
+  return {"mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0, "values": a.tolist()}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="data and run seeds (0 = tuning)")
+  p.add_argument("--variant", default="", help="configs/cast.py variant ('' = the embedded default)")
+  p.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps")
+  p.add_argument("--work", default=str(ROOT / "benchmarks" / "work_cast"))
+  p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "cast.json"))
+  a = p.parse_args()
+  compile_cache.enable()
+  work = Path(a.work)
+  t0 = time.perf_counter()
+  per_seed = {name: [] for name in ROWS}
+  for seed in a.seeds:
+    run_row(work, a.variant, seed, a.scale, ROWS["student, refined"])   # main first: the others start from it
+    for name, row in ROWS.items():
+      per_seed[name].append(run_row(work, a.variant, seed, a.scale, row))
+  table = {name: {"ap": summary([100 * r["ap"] for r in rs]), "ap50": summary([100 * r["ap50"] for r in rs]),
+                  "steps_per_s": summary([r["steps_per_s"] or 0.0 for r in rs])} for name, rs in per_seed.items()}
+  print(f"CAST, synthetic instances, seeds {a.seeds} (variant {a.variant!r}, steps x {a.scale})")
+  print(f"{'model':<30} {'mask AP':>15} {'AP50':>15} {'steps/s':>8}")
+  for name, r in table.items():
+    print(f"{name:<30} {r['ap']['mean']:7.2f} +- {r['ap']['std']:4.2f} {r['ap50']['mean']:7.2f} +- "
+          f"{r['ap50']['std']:4.2f} {r['steps_per_s']['mean']:8.2f}")
+  write_json(a.json, {"seeds": a.seeds, "variant": a.variant, "scale": a.scale, "table": table,
+                      "seconds": time.perf_counter() - t0, "versions": versions(),
+                      "config": config(a.variant, a.seeds[0], a.scale, []).to_dict()})
+  print(f"wrote {a.json}")
+
+
+if __name__ == "__main__":
+  main()

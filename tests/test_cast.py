@@ -1,0 +1,79 @@
+"""CAST's stages end to end at a tiny size: the command, resuming, the checks between
+stages, the written predictions scored again by `ttt-jax evaluate --instances`."""
+import json
+
+import numpy as np
+import pytest
+
+from tests.helpers import CONFIGS
+from ttt_jax.checkpoint.model_io import load_model, save_model
+from ttt_jax.cli.config_io import apply_overrides, load_config_file
+from ttt_jax.cli.main import main
+from ttt_jax.models.instance_seg import init_variables, instance_seg_config
+from ttt_jax.train.cast import run_cast
+
+
+def tiny(*overrides):
+  return apply_overrides(load_config_file(f"{CONFIGS / 'cast'}.py:tiny"), list(overrides))
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """All stages, interrupted after the first step of the first stage, then resumed."""
+  out = tmp_path_factory.mktemp("cast")
+  partial = run_cast(tiny(), out, progress=False, stop_at=1)
+  assert "teacher_sup" not in partial and not (out / "teacher_sup" / "model").exists()
+  assert main(["pretrain", f"{CONFIGS / 'cast'}.py:tiny", "--out", str(out), "--quiet"]) == 0
+  return out
+
+
+def test_all_stages_write_models_pseudo_labels_and_scores(finished):
+  res = json.loads((finished / "results.json").read_text())
+  for stage in ("teacher_sup", "teacher_self", "student", "refine"):
+    r = res[stage]
+    assert 0.0 <= r["ap"] <= 1.0 and 0.0 <= r["ap50"] <= 1.0 and r["images"] == 4
+    assert (finished / stage / "model" / "model.json").is_file()
+  assert res["teacher_sup"]["steps_run"] == 1, "the resumed stage ran only its remaining step"
+  assert res["student"]["steps_run"] == 2 and res["student"]["steps_per_s"] > 0
+  with np.load(finished / "student" / "pseudo.npz") as z:
+    assert z["labels_NG"].shape == (6, 8) and z["masks_NGhw"].shape == (6, 8, 32, 32)
+    assert ((z["labels_NG"] >= 0) == (z["masks_NGhw"].any((2, 3)))).all(), "padding rows have empty masks"
+  # The refined student starts from the student's weights, the student from fresh ones.
+  student, _, _ = load_model(finished / "student" / "model", "instance_seg")
+  refine, _, _ = load_model(finished / "refine" / "model", "instance_seg")
+  assert not np.array_equal(student["params"]["decoder"]["query_feat"], refine["params"]["decoder"]["query_feat"])
+
+
+def test_evaluate_command_scores_the_written_predictions_as_the_run(finished, capsys, tmp_path):
+  res = json.loads((finished / "results.json").read_text())
+  js = tmp_path / "ap.json"
+  assert main(["evaluate", str(finished / "refine" / "predictions"), str(finished / "val_gt"), "--instances",
+               "--num-classes", "4", "--json", str(js)]) == 0
+  assert "mask AP" in capsys.readouterr().out
+  assert json.loads(js.read_text())["ap"] == pytest.approx(res["refine"]["ap"])
+  assert main(["evaluate", str(finished / "refine" / "predictions"), str(tmp_path), "--instances"]) == 2
+
+
+def test_notebook_runs_on_the_finished_run(finished, monkeypatch, tmp_path):
+  import runpy
+  import jupytext
+  import matplotlib
+  path = CONFIGS.parent / "notebooks" / "cast_stages.py"
+  nb = jupytext.read(path)
+  assert any(c.cell_type == "markdown" for c in nb.cells)
+  matplotlib.use("Agg")
+  monkeypatch.setenv("TTT_NOTEBOOK_TINY", "1")
+  monkeypatch.setenv("CAST_OUT", str(finished))
+  monkeypatch.chdir(CONFIGS.parent)
+  runpy.run_path(str(path), run_name="__main__")
+
+
+def test_stage_without_the_previous_one_and_a_mismatched_teacher_are_refused(finished, tmp_path, capsys):
+  assert main(["pretrain", f"{CONFIGS / 'cast'}.py:tiny", "stage=student", "--out", str(tmp_path), "--quiet"]) == 2
+  err = capsys.readouterr().err
+  assert str(tmp_path / "teacher_self" / "model") in err and "run the CAST stage 'teacher_self' first" in err
+  other = instance_seg_config("tiny", 3, image_size=56)   # 3 classes: not the config's teacher
+  save_model(tmp_path / "teacher_self" / "model", init_variables(other, __import__("jax").random.key(0), (56, 56)),
+             other)
+  assert main(["pretrain", f"{CONFIGS / 'cast'}.py:tiny", "stage=student", "--out", str(tmp_path), "--quiet"]) == 2
+  assert "model.json does not match the config's teacher" in capsys.readouterr().err

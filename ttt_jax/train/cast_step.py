@@ -1,0 +1,107 @@
+"""CAST's objective and its jitted training step (one for every stage).
+
+    J = L_sup + lambda_semi * L_semi + lambda_pxl * L_pxl
+
+L_sup: the set loss on a labelled batch (ground truth); L_semi: the set loss on an
+unlabelled batch against a frozen teacher's pseudo-labels; L_pxl: the pixel
+contrast between the weak and strong views of both batches (negatives from the
+other images of the joint batch, or from a memory bank). Each term is reported
+unweighted as well as the total. A stage turns terms off with a zero weight or an
+empty unlabelled batch (`unlabelled_batch` 0), which removes them from the program.
+
+Inputs are normalised as DINOv2 expects (ImageNet mean and std, RGB in 0..1).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from ttt_jax.methods.cast_views import random_flip, strong_view
+from ttt_jax.models.instance_seg import InstanceSeg
+from ttt_jax.objectives import pixel_contrast as pc
+from ttt_jax.objectives.set_loss import set_loss
+
+MEAN = jnp.array([0.485, 0.456, 0.406]) * 255.0
+STD = jnp.array([0.229, 0.224, 0.225]) * 255.0
+
+
+def normalise(images_BHW3):
+  return (jnp.asarray(images_BHW3, jnp.float32) - MEAN.reshape(1, 1, 1, 3)) / STD.reshape(1, 1, 1, 3)
+
+
+@struct.dataclass
+class CastState:
+  """Parameters, BatchNorm statistics, optimizer state, step; the memory bank of the
+  bank variant (else an empty dict)."""
+  params: dict
+  batch_stats: dict
+  opt_state: optax.OptState
+  step: jax.Array
+  bank: object
+
+
+def make_optimizer(lr: float, steps: int, weight_decay: float, clip: float, power: float = 0.9):
+  """Global-norm clip, then AdamW (0.9, 0.999) on a poly(`power`) decay of `lr`."""
+  sched = optax.polynomial_schedule(lr, 0.0, power, max(steps, 1))
+  return optax.chain(optax.clip_by_global_norm(clip), optax.adamw(sched, 0.9, 0.999, weight_decay=weight_decay))
+
+
+def make_step(cfg, tx, *, lambda_semi: float, lambda_pxl: float, contrast: pc.ContrastConfig | None, set_cfg,
+              use_bank: bool = False, bank_push: int = 0):
+  """`step(state, lab, unl, key) -> (state, metrics)`, jitted, state donated.
+
+  `lab`: images_BHW3 uint8, labels_BG, masks_BGHW; `unl`: images_BHW3, labels_BG,
+  masks_BGhw (pseudo-labels; may be None)."""
+  model = InstanceSeg(cfg)
+
+  def loss_fn(params, batch_stats, bank, lab, unl, key, step):
+    k_flip, k_strong, k_sup, k_semi, k_pxl, k_drop = jax.random.split(key, 6)
+    v = {"params": params, "batch_stats": batch_stats}
+    kf1, kf2 = jax.random.split(k_flip)
+    lab_img, lab_masks = random_flip(kf1, (lab["images_BHW3"], 2), (lab["masks_BGHW"], 3))
+    imgs, n_lab = [lab_img], lab_img.shape[0]
+    if unl is not None:
+      unl_img, unl_masks = random_flip(kf2, (unl["images_BHW3"], 2), (unl["masks_BGhw"], 3))
+      imgs.append(unl_img)
+    weak = jnp.concatenate([jnp.asarray(x, jnp.float32) for x in imgs])
+    out, upd = model.apply(v, normalise(weak), train=True, rngs={"dropout": k_drop}, mutable=["batch_stats"])
+    cls, masks = out["class_LBQK"], out["mask_LBQhw"]
+    l_sup, t_sup = set_loss(k_sup, cls[:, :n_lab], masks[:, :n_lab], lab["labels_BG"], lab_masks, set_cfg)
+    total, metrics = l_sup, {"sup": l_sup, "sup_class": t_sup["class"], "sup_mask": t_sup["mask"],
+                             "sup_dice": t_sup["dice"]}
+    if unl is not None and lambda_semi > 0:
+      l_semi, _ = set_loss(k_semi, cls[:, n_lab:], masks[:, n_lab:], unl["labels_BG"], unl_masks, set_cfg)
+      total, metrics["semi"] = total + lambda_semi * l_semi, l_semi
+    new_bank = bank
+    if lambda_pxl > 0:
+      z_s = model.apply(v, normalise(strong_view(k_strong, weak)), train=True, rngs={"dropout": k_drop},
+                        mutable=["batch_stats"], method=InstanceSeg.embed)[0]
+      if use_bank:
+        l_pxl, new_bank = pc.memory_contrast_loss(k_pxl, bank, out["embed_BhwE"], z_s, cls[-1], masks[-1], step,
+                                                  contrast, bank_push)
+      else:
+        l_pxl, _ = pc.pixel_contrast_loss(k_pxl, out["embed_BhwE"], z_s, cls[-1], masks[-1], step, contrast)
+      total, metrics["pxl"] = total + lambda_pxl * l_pxl, l_pxl
+    metrics["loss"] = total
+    return total, (upd["batch_stats"], new_bank, metrics)
+
+  def step(state: CastState, lab, unl, key):
+    grads, (bs, bank, metrics) = jax.grad(loss_fn, has_aux=True)(
+        state.params, state.batch_stats, state.bank, lab, unl, key, state.step)
+    upd, opt = tx.update(grads, state.opt_state, state.params)
+    return CastState(optax.apply_updates(state.params, upd), bs, opt, state.step + 1, bank), metrics
+
+  return jax.jit(step, donate_argnums=0)
+
+
+def predict_fn(cfg):
+  """Jitted `(variables, images_BHW3 uint8) -> (class_BQK, mask_BQhw)` of the last prediction."""
+  model = InstanceSeg(cfg)
+
+  @jax.jit
+  def f(variables, images):
+    out = model.apply(variables, normalise(images), train=False)
+    return out["class_LBQK"][-1], out["mask_LBQhw"][-1]
+  return f
