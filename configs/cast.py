@@ -35,7 +35,8 @@ def get_config(arg: str = ""):
       batch=4, unlabelled_batch=4, steps_sup=600, steps=600, lambda_semi=1.0, lambda_pxl=0.2))
   c.student = ml_collections.ConfigDict(dict(
       size="demo", init_encoder="", lr=3e-4, weight_decay=0.05, clip=0.1, dropout=0.1,
-      batch=4, unlabelled_batch=4, steps=900, lambda_semi=1.0, lambda_pxl=0.2))
+      batch=4, unlabelled_batch=4, steps=900, lambda_semi=1.0, lambda_pxl=0.2,
+      box_masks=""))   # a `sam2-bridge boxes` cache: SAM2's masks for the teacher's pseudo-label boxes
   c.refine = ml_collections.ConfigDict(dict(lr=1e-4, weight_decay=0.05, clip=0.1, batch=8, steps=200))
   c.loss = ml_collections.ConfigDict(dict(
       class_weight=2.0, mask_weight=5.0, dice_weight=5.0, no_object_weight=0.1,
@@ -55,7 +56,7 @@ def get_config(arg: str = ""):
     # and the pixel loss) compile once for the four stages.
     c.student.dropout, c.student.weight_decay, c.student.clip = 0.0, 0.01, 1.0
     c.refine.lr, c.refine.weight_decay, c.refine.clip = 3e-4, 0.01, 1.0
-    c.max_targets, c.eval_batch, c.save_every, c.log_every = 8, 4, 1, 1
+    c.max_targets, c.eval_batch, c.save_every, c.log_every = 8, 4, 2, 1
     c.loss.num_points = c.loss.match_points = 64
     c.contrast.num_negatives = 16
     c.threshold = 0.0   # a random teacher's scores are low; keep some pseudo-labels

@@ -10,6 +10,8 @@ A cache file is one `.npz` per video and kind, written atomically:
                      prompt_classes int32 N           optional, the class that placed the prompt
                      prompt_scores float32 N          optional, its peak reliability
     kind "features"  features   float16 T x h x w x C  teacher patch features
+    kind "box_masks" masks      bool    N x G x H x W   SAM2 masks of G boxes per image (CAST)
+                     boxes      float32 N x G x 4       (x0, y0, x1, y1) pixels, NaN = no box
 
 plus `__meta__`: UTF-8 JSON bytes (uint8) with the schema version, the kind, the
 digest of the source frames, the teacher's name and checkpoint digest, the
@@ -36,10 +38,11 @@ SCHEMA_VERSION = 1
 KINDS = {
     "masks": {"masks": (np.bool_, 4), "object_ids": (np.int32, 1), "prompt_frames": (np.int32, 1)},
     "features": {"features": (np.float16, 4)},
+    "box_masks": {"masks": (np.bool_, 4), "boxes": (np.float32, 3)},
 }
 OPTIONAL = {"masks": {"class_scores": (np.float32, 2), "prompt_points": (np.float32, 2),
                      "prompt_classes": (np.int32, 1), "prompt_scores": (np.float32, 1)},
-            "features": {}}
+            "features": {}, "box_masks": {}}
 ISS_DIGEST_FILE = "iss_model.sha256"  # beside iss_probs.npy: the weights digest of its model
 
 
@@ -99,6 +102,8 @@ def _check_arrays(kind: str, arrays: dict[str, np.ndarray], where: str):
     if a.dtype != dtype or a.ndim != ndim:
       raise ValueError(f"{where}: array {name!r} must be {np.dtype(dtype).name} with {ndim} dims, "
                        f"got {a.dtype} with shape {a.shape}")
+  if kind == "box_masks" and arrays["masks"].shape[:2] != arrays["boxes"].shape[:2]:
+    raise ValueError(f"{where}: masks {arrays['masks'].shape} and boxes {arrays['boxes'].shape} differ in N x G")
   if kind == "masks":
     n = arrays["masks"].shape[1]
     for k in ("object_ids", "prompt_frames", "prompt_points", "prompt_classes", "prompt_scores"):

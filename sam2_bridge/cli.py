@@ -7,6 +7,8 @@
     sam2-bridge targets --export-dir EXPORT --out-dir CACHE_DIR [...]   # every video
     sam2-bridge features --video FRAMES --model DINOV2_DIR --out CACHE.npz
     sam2-bridge features --export-dir EXPORT --model DINOV2_DIR --out-dir CACHE_DIR
+    sam2-bridge boxes --images IMAGES.npy --boxes BOXES.npy --out CACHE.npz \
+        [--sam2-config CFG --sam2-checkpoint PT --image-size 1024]   # CAST: SAM2 masks of boxes
 
 FRAMES is a folder of frames or a uint8 T x H x W x 3 `.npy`; ISS_PROBS the image
 model's class probabilities on the warm-up frames (float, W x H x W x C), as
@@ -133,6 +135,19 @@ def cmd_features(a):
     print(f"wrote {out}: features {feats.shape} ({secs:.1f} s)")
 
 
+def cmd_boxes(a):
+  from sam2_bridge.box_refine import refine_boxes
+  from sam2_bridge.sam2_propagator import SAM2Propagator
+  images, boxes = np.load(a.images), np.load(a.boxes)
+  prop = SAM2Propagator(a.sam2_config, a.sam2_checkpoint, image_size=a.image_size, device=a.device, seed=a.seed)
+  masks = refine_boxes(prop, images, boxes)
+  digest = cache_schema.checkpoint_digest(a.sam2_checkpoint) if a.sam2_checkpoint else f"random-weights-seed{a.seed}"
+  cache_schema.write_cache(a.out, "box_masks", {"masks": masks, "boxes": boxes.astype(np.float32)},
+                           video_digest=cache_schema.video_digest(images), teacher=prop.name,
+                           teacher_digest=digest, params=prop.params(), versions=versions())
+  print(f"wrote {a.out}: {int(np.isfinite(boxes).all(-1).sum())} box masks for {len(images)} images")
+
+
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="sam2-bridge", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,6 +175,16 @@ def parser() -> argparse.ArgumentParser:
       s.add_argument("--model", required=True, help="local DINOv2 folder (save_pretrained layout)")
       s.add_argument("--size", type=int, nargs=2, metavar=("H", "W"))
       s.add_argument("--batch", type=int, default=8)
+  s = sub.add_parser("boxes", help="SAM2 masks of boxes (CAST's pseudo-labels)")
+  s.add_argument("--images", required=True, help="uint8 N x H x W x 3 .npy (CAST writes unlabelled_images.npy)")
+  s.add_argument("--boxes", required=True, help="float32 N x G x 4 .npy, x0 y0 x1 y1 pixels, NaN = none")
+  s.add_argument("--out", required=True)
+  s.add_argument("--sam2-config", default="configs/sam2.1/sam2.1_hiera_l.yaml")
+  s.add_argument("--sam2-checkpoint", help="omit for random weights (tests only)")
+  s.add_argument("--image-size", type=int, default=1024)
+  s.add_argument("--seed", type=int, default=0)
+  s.add_argument("--device", default="cpu")
+  s.set_defaults(fn=cmd_boxes)
   return p
 
 

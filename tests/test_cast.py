@@ -9,7 +9,7 @@ from tests.helpers import CONFIGS
 from ttt_jax.checkpoint.model_io import load_model, save_model
 from ttt_jax.cli.config_io import apply_overrides, load_config_file
 from ttt_jax.cli.main import main
-from ttt_jax.models.instance_seg import init_variables, instance_seg_config
+from ttt_jax.models.instance_seg import abstract_variables, instance_seg_config
 from ttt_jax.train.cast import run_cast
 
 
@@ -54,6 +54,30 @@ def test_evaluate_command_scores_the_written_predictions_as_the_run(finished, ca
   assert main(["evaluate", str(finished / "refine" / "predictions"), str(tmp_path), "--instances"]) == 2
 
 
+def test_pseudo_label_masks_from_a_box_cache(finished, tmp_path):
+  """The student stage writes its images and the teacher's boxes; a `sam2-bridge boxes`
+  cache of those boxes replaces the pseudo-labels' masks, one of other boxes is refused."""
+  from sam2_bridge import cache_schema
+  from ttt_jax.train.cast import box_refinement
+  d = finished / "student"
+  images, boxes = np.load(d / "unlabelled_images.npy"), np.load(d / "teacher_boxes.npy")
+  with np.load(d / "pseudo.npz") as z:
+    pseudo = {k: z[k] for k in z.files}
+  sam = np.zeros((*boxes.shape[:2], *images.shape[1:3]), bool)
+  sam[..., :5, :5] = True
+  write = lambda path, b: cache_schema.write_cache(path, "box_masks", {"masks": sam, "boxes": b},
+                                                   video_digest=cache_schema.video_digest(images), teacher="sam2:t",
+                                                   teacher_digest="x", params={}, versions={})
+  write(tmp_path / "ok.npz", boxes)
+  got = box_refinement(pseudo, images, tiny(f"student.box_masks={tmp_path / 'ok.npz'}"), d)
+  valid = pseudo["labels_NG"] >= 0
+  assert got["masks_NGhw"].shape == sam.shape and (got["masks_NGhw"][valid] == sam[valid]).all()
+  assert not got["masks_NGhw"][~valid].any()
+  write(tmp_path / "other.npz", boxes + 1.0)
+  with pytest.raises(ValueError, match="other boxes"):
+    box_refinement(pseudo, images, tiny(f"student.box_masks={tmp_path / 'other.npz'}"), d)
+
+
 def test_notebook_runs_on_the_finished_run(finished, monkeypatch, tmp_path):
   import runpy
   import jupytext
@@ -73,7 +97,7 @@ def test_stage_without_the_previous_one_and_a_mismatched_teacher_are_refused(fin
   err = capsys.readouterr().err
   assert str(tmp_path / "teacher_self" / "model") in err and "run the CAST stage 'teacher_self' first" in err
   other = instance_seg_config("tiny", 3, image_size=56)   # 3 classes: not the config's teacher
-  save_model(tmp_path / "teacher_self" / "model", init_variables(other, __import__("jax").random.key(0), (56, 56)),
-             other)
+  zeros = __import__("jax").tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract_variables(other))
+  save_model(tmp_path / "teacher_self" / "model", zeros, other)
   assert main(["pretrain", f"{CONFIGS / 'cast'}.py:tiny", "stage=student", "--out", str(tmp_path), "--quiet"]) == 2
   assert "model.json does not match the config's teacher" in capsys.readouterr().err

@@ -59,3 +59,31 @@ def test_random_weights_are_reproducible():
   b = build_predictor(CFG, None, image_size=128, seed=3)
   for (n, x), (_, y) in zip(list(a.state_dict().items())[:20], list(b.state_dict().items())[:20]):
     assert torch.equal(x, y), n
+
+
+def test_box_masks_from_sam2_and_the_cache(prop, tmp_path):
+  """`sam2-bridge boxes`: one mask per box (NaN rows none), cached with the images' digest."""
+  from sam2_bridge import cache_schema
+  from sam2_bridge.box_refine import boxes_from_masks, refine_boxes
+  from sam2_bridge.cli import main
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 255, (2, 40, 56, 3), dtype=np.uint8)
+  masks = np.zeros((2, 3, 20, 28), bool)   # teacher masks at half resolution
+  masks[0, 0, 2:6, 3:9] = True
+  masks[1, 1, 10:20, 0:4] = True
+  boxes = boxes_from_masks(masks, (40, 56))
+  np.testing.assert_allclose(boxes[0, 0], [6, 4, 18, 12])
+  assert np.isnan(boxes[0, 1]).all() and np.isfinite(boxes[1, 1]).all()
+  out = refine_boxes(prop, images, boxes)
+  assert out.shape == (2, 3, 40, 56) and not out[0, 1].any() and not out[1, 0].any()
+  np.save(tmp_path / "images.npy", images)
+  np.save(tmp_path / "boxes.npy", boxes)
+  with pytest.raises(SystemExit):
+    main(["boxes", "--images", str(tmp_path / "images.npy"), "--boxes", str(tmp_path / "images.npy"),
+          "--out", str(tmp_path / "x.npz"), "--sam2-config", CFG, "--image-size", "128"])
+  main(["boxes", "--images", str(tmp_path / "images.npy"), "--boxes", str(tmp_path / "boxes.npy"),
+        "--out", str(tmp_path / "c.npz"), "--sam2-config", CFG, "--image-size", "128"])
+  arrays, meta = cache_schema.read_cache(tmp_path / "c.npz", "box_masks",
+                                         video_digest=cache_schema.video_digest(images))
+  np.testing.assert_array_equal(arrays["masks"], out)   # random weights from seed 0: the same masks
+  assert meta["teacher"].startswith("sam2:")

@@ -59,6 +59,11 @@ def test_cityscapes_reader_and_its_errors(tmp_path):
   assert len(ims) == 2 and ims[0].image_id == "aachen_000000_000019"
   assert sorted(ims[0].labels_N.tolist()) == [0, 2, 2]    # person, car, car
   assert ims[0].masks_NHW.sum() == 80 + 80 + 48
+  c = _config(name="cityscapes", root=str(tmp_path / "ok"))   # through the config: resized to image_hw
+  c.num_classes, c.image_hw = 8, (14, 28)
+  s = load_sets(c)
+  assert s["labelled"]["images_NHW3"].shape == (1, 14, 28, 3) and len(s["unlabelled"]["images_NHW3"]) == 1
+  assert s["val"][0].masks_NHW.shape == (3, 14, 28) and s["classes"][2] == "car"
   _cityscapes_fixture(tmp_path / "unknown", with_unknown=True)
   with pytest.raises(ValueError, match=r"instanceIds.png.*not Cityscapes thing classes"):
     read_cityscapes(tmp_path / "unknown", "train")

@@ -8,7 +8,7 @@ import pytest
 
 from ttt_jax.checkpoint.convert_dinov2 import convert_hf_folder, convert_state_dict
 from ttt_jax.models.dpt import resize_align_corners
-from ttt_jax.models.instance_seg import InstanceSeg, abstract_variables, init_variables, instance_seg_config
+from ttt_jax.models.instance_seg import InstanceSeg, abstract_variables, instance_seg_config
 from ttt_jax.models.mask2former import next_attention_mask, sine_position_encoding
 from ttt_jax.models.vit import ViT, bicubic_matrix
 
@@ -95,8 +95,9 @@ def test_sine_encoding_and_attention_mask_rules():
 
 def test_instance_model_shapes_and_paper_student_size():
   cfg = instance_seg_config("tiny", 4, image_size=56)
-  v = init_variables(cfg, jax.random.key(0), (56, 56))
-  out = jax.jit(lambda v, x: InstanceSeg(cfg).apply(v, x))(v, jnp.zeros((2, 56, 56, 3)))
+  # Shapes only: traced, not compiled (the CAST tests run the model).
+  out = jax.eval_shape(lambda v, x: InstanceSeg(cfg).apply(v, x), abstract_variables(cfg),
+                       jax.ShapeDtypeStruct((2, 56, 56, 3), jnp.float32))
   l = cfg.decoder.num_layers + 1
   assert out["class_LBQK"].shape == (l, 2, cfg.decoder.num_queries, 5)
   assert out["mask_LBQhw"].shape == (l, 2, cfg.decoder.num_queries, 32, 32)   # patch stride / 8

@@ -4,7 +4,7 @@ arrays, checked before any training.
 `c.data.name`: 'synthetic' (`data.instances`; `seed`, `size`, `num_train`,
 `labelled_fraction`, `num_val`), 'cityscapes' (`root`; labelled/unlabelled split of
 `train` by `labelled_fraction`, val = `val`) or 'coco' (`train_json`, `val_json`,
-`image_dir`). Images of one set share one size (resize them beforehand).
+`image_dir`); real images are resized to `c.image_hw` (area; masks nearest).
 
 Arrays: `images_NHW3` uint8, `labels_NG` int32 (-1 = padding), `masks_NGHW` bool,
 G = `c.max_targets` (images with more instances keep the largest G).
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from ttt_jax.data import instances
@@ -28,6 +29,18 @@ def check_image(im: instances.InstanceImage, num_classes: int, what: str) -> Non
   if bad:
     raise ValueError(f"{what}: image {im.image_id} has instances of unknown classes {bad[:5]} "
                      f"(expected 0..{num_classes - 1})")
+
+
+def resize_instances(im: instances.InstanceImage, hw: tuple[int, int]) -> instances.InstanceImage:
+  """The image resized to `hw` (area), its masks (nearest); instances that vanish are dropped."""
+  h, w = hw
+  if im.image_HW3.shape[:2] == (h, w):
+    return im
+  img = cv2.resize(im.image_HW3, (w, h), interpolation=cv2.INTER_AREA)
+  masks = np.stack([cv2.resize(m.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+                    for m in im.masks_NHW]) if len(im.masks_NHW) else np.zeros((0, h, w), bool)
+  keep = masks.reshape(len(masks), -1).any(1)
+  return instances.InstanceImage(img, masks[keep], im.labels_N[keep], im.image_id)
 
 
 def pad_targets(images: list[instances.InstanceImage], max_targets: int, what: str) -> dict[str, np.ndarray]:
@@ -77,7 +90,9 @@ def load_sets(c) -> dict:
   for what, group in (("labelled", lab), ("unlabelled", unl), ("val", val)):
     for im in group:
       check_image(im, c.num_classes, f"{d.name} {what}")
-  p = c.model.patch_size if "patch_size" in c.model else 14
+  if d.name != "synthetic":   # real images to the config's size (the synthetic ones are made at it)
+    lab, unl, val = ([resize_instances(im, tuple(c.image_hw)) for im in g] for g in (lab, unl, val))
+  p = c.model.patch_size
   h, w = lab[0].image_HW3.shape[:2]
   if h % p or w % p:
     raise ValueError(f"{d.name} images are {h} x {w}; expected multiples of the patch size {p}")

@@ -55,13 +55,15 @@ SIZES = {
 
 
 def instance_seg_config(size: str, num_classes: int, *, image_size: int = 518, dropout: float = 0.0,
-                        drop_path_rate: float = 0.0, embed_dim: int = 128) -> InstanceSegConfig:
+                        drop_path_rate: float = 0.0, embed_dim: int = 128, patch_size: int = 14) -> InstanceSegConfig:
+  """`image_size` sets the position-embedding grid (`image_size // patch_size` a side);
+  other input sizes resize it, as DINOv2 does."""
   if size not in SIZES:
     raise ValueError(f"unknown instance model size {size!r}; expected one of {sorted(SIZES)}")
   (d, n, h, out), (f, ch), (q, hid, heads, ffn, layers) = SIZES[size]
   return InstanceSegConfig(
       vit=ViTConfig(hidden_size=d, num_hidden_layers=n, num_attention_heads=h, out_layers=out,
-                    image_size=image_size, drop_path_rate=drop_path_rate),
+                    image_size=image_size, drop_path_rate=drop_path_rate, patch_size=patch_size),
       dpt=DPTConfig(features=f, out_channels=ch),
       decoder=DecoderConfig(num_queries=q, hidden=hid, heads=heads, ffn=ffn, num_layers=layers, dropout=dropout),
       num_classes=num_classes, embed_dim=embed_dim)

@@ -4,9 +4,11 @@
   teacher_self   its pseudo-labels of the unlabelled set; the teacher re-initialised to
                  its starting weights and self-trained on labelled + pseudo-labelled
                  data with the pixel loss: the adapted teacher
-  student        the adapted teacher frozen; its pseudo-labels (score > threshold);
-                 the compact student trained with L_sup + lambda_semi L_semi +
-                 lambda_pxl L_pxl
+  student        the adapted teacher frozen; its pseudo-labels (score > threshold),
+                 their masks optionally replaced by SAM2's masks of their boxes
+                 (`sam2-bridge boxes` on the stage's unlabelled_images.npy and
+                 teacher_boxes.npy, then `student.box_masks=CACHE`); the compact
+                 student trained with L_sup + lambda_semi L_semi + lambda_pxl L_pxl
   refine         the student fine-tuned on the labelled set only
 
 `c.stage`: 'all', 'teacher' (the first two), or one stage name. Each stage writes
@@ -58,7 +60,7 @@ def model_config(c, role: str):
   r = c.teacher if role == "teacher" else c.student
   h, w = c.image_hw
   return instance_seg_config(r.size, c.num_classes, image_size=max(h, w), dropout=r.dropout,
-                             embed_dim=c.contrast.embed_dim)
+                             embed_dim=c.contrast.embed_dim, patch_size=c.model.patch_size)
 
 
 def initial_variables(c, role: str):
@@ -128,6 +130,29 @@ def make_pseudo_labels(variables, cfg, images_NHW3, c, path: Path, progress: boo
          "scores_NG": np.concatenate([r[2] for r in rows])}
   _atomic_savez(path, **out)
   return out
+
+
+def box_refinement(pseudo: dict, images_NHW3, c, stage_dir: Path) -> dict:
+  """Writes the unlabelled images and the teacher's pseudo-label boxes for `sam2-bridge
+  boxes`; with `c.student.box_masks` (its cache), the pseudo-labels take SAM2's masks
+  of those boxes (image resolution) in place of the teacher's own."""
+  from sam2_bridge import cache_schema
+  from sam2_bridge.box_refine import boxes_from_masks
+  boxes = boxes_from_masks(pseudo["masks_NGhw"], images_NHW3.shape[1:3])
+  for name, a in (("unlabelled_images.npy", images_NHW3), ("teacher_boxes.npy", boxes)):
+    if not (stage_dir / name).is_file():
+      tmp = stage_dir / (name + ".tmp.npy")
+      np.save(tmp, a)
+      os.replace(tmp, stage_dir / name)
+  path = c.student.get("box_masks")
+  if not path:
+    return pseudo
+  arrays, _ = cache_schema.read_cache(path, "box_masks", video_digest=cache_schema.video_digest(images_NHW3))
+  if not np.array_equal(np.isfinite(arrays["boxes"]), np.isfinite(boxes)) or \
+      not np.allclose(np.nan_to_num(arrays["boxes"]), np.nan_to_num(boxes), atol=1e-3):
+    raise ValueError(f"{path} holds masks of other boxes than this teacher's pseudo-labels "
+                     f"({stage_dir / 'teacher_boxes.npy'})")
+  return {**pseudo, "masks_NGhw": arrays["masks"] & (pseudo["labels_NG"] >= 0)[:, :, None, None]}
 
 
 def predict_instances(variables, cfg, images_NHW3, batch: int, topk: int = 100):
@@ -254,6 +279,7 @@ def run_cast(c, out_dir, *, progress: bool = True, stop_at: int | None = None) -
       (out / stage).mkdir(parents=True, exist_ok=True)
       pseudo = make_pseudo_labels(tv, tcfg, sets["unlabelled"]["images_NHW3"], c, out / stage / "pseudo.npz",
                                   progress)
+      pseudo = box_refinement(pseudo, sets["unlabelled"]["images_NHW3"], c, out / stage)
       variables, cfg = initial_variables(c, "student")
     else:
       variables, cfg = load_stage_model(out, "student", c, "student")

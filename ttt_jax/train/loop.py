@@ -55,7 +55,8 @@ def train_loop(state: Any, step_fn: Callable, batch_fn: Callable[[int], tuple], 
         m = {k: float(v) for k, v in m.items()}
         log.append({"step": s + 1, **m})
         bar.set_postfix({k: f"{v:.3f}" for k, v in m.items()})
-      mngr.save(s + 1, args=ocp.args.StandardSave(state))
+      # An interrupted run (stop_at) keeps its last step even between save intervals.
+      mngr.save(s + 1, args=ocp.args.StandardSave(state), force=(s + 1 == stop_at))
       bar.update(1)
   mngr.wait_until_finished()
   mngr.close()
