@@ -41,6 +41,7 @@ from ttt_jax.methods.cast_views import strong_view
 from ttt_jax.models.instance_seg import InstanceSeg
 from ttt_jax.objectives import pixel_contrast as pc
 from ttt_jax.train import cast
+from ttt_jax.train.cast_step import normalise
 
 TINY = os.environ.get("TTT_NOTEBOOK_TINY") == "1"
 c = load_config_file("configs/cast.py:tiny" if TINY else "configs/cast.py") if os.path.isdir("configs") else None
@@ -87,9 +88,8 @@ plt.show()
 # %%
 student, scfg, _ = load_model(os.path.join(OUT, "student", "model"), "instance_seg")
 model = InstanceSeg(scfg)
-norm = lambda x: (x - np.array([123.675, 116.28, 103.53])) / np.array([58.395, 57.12, 57.375])
-out = jax.jit(lambda v, x: model.apply(v, x))(student, norm(weak).astype(np.float32))
-z_s = jax.jit(lambda v, x: model.apply(v, x, method=InstanceSeg.embed))(student, norm(strong).astype(np.float32))
+out = jax.jit(lambda v, x: model.apply(v, normalise(x)))(student, weak)
+z_s = jax.jit(lambda v, x: model.apply(v, normalise(x), method=InstanceSeg.embed))(student, strong)
 k = min(c.contrast.num_negatives, 3 * out["embed_BhwE"].shape[1] * out["embed_BhwE"].shape[2])
 ccfg = pc.ContrastConfig(num_negatives=k, temperature=c.contrast.temperature)
 loss, info = pc.pixel_contrast_loss(jax.random.key(1), out["embed_BhwE"], z_s, out["class_LBQK"][-1],

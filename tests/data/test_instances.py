@@ -3,7 +3,6 @@ fixtures written here, and the checks before training."""
 import json
 
 import cv2
-import ml_collections
 import numpy as np
 import pytest
 from pycocotools import mask as mask_utils

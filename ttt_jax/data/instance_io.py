@@ -1,12 +1,13 @@
 """Instance predictions and ground truth on disk: one `<image_id>.npz` per image with
 `masks_NHW` (bool), `labels_N` (int32 class ids) and, for predictions, `scores_N`.
-Written whole (a temporary file renamed into place)."""
+Written whole (`io.files.save_npz`)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ttt_jax.io.files import save_npz
 
 
 def write_instances(path, masks_NHW, labels_N, scores_N=None) -> None:
@@ -15,9 +16,7 @@ def write_instances(path, masks_NHW, labels_N, scores_N=None) -> None:
   arrays = {"masks_NHW": np.asarray(masks_NHW, bool), "labels_N": np.asarray(labels_N, np.int32)}
   if scores_N is not None:
     arrays["scores_N"] = np.asarray(scores_N, np.float32)
-  tmp = path.with_name(path.name + ".tmp.npz")
-  np.savez_compressed(tmp, **arrays)
-  os.replace(tmp, path)
+  save_npz(path, **arrays)
 
 
 def read_instances(path, need_scores: bool = False) -> dict[str, np.ndarray]:

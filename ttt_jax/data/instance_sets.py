@@ -11,8 +11,6 @@ G = `c.max_targets` (images with more instances keep the largest G).
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import cv2
 import numpy as np
 
@@ -57,6 +55,14 @@ def pad_targets(images: list[instances.InstanceImage], max_targets: int, what: s
   return {"images_NHW3": np.stack([im.image_HW3 for im in images]), "labels_NG": labels, "masks_NGHW": masks}
 
 
+def _split_train(train: list, d) -> tuple[list, list]:
+  """A real dataset's training images, split at random (`d.seed`) into the labelled
+  fraction and the unlabelled rest."""
+  n_lab = instances.split_counts(len(train), d.labelled_fraction)["labelled"]
+  order = np.random.default_rng(d.seed).permutation(len(train))
+  return [train[i] for i in order[:n_lab]], [train[i] for i in order[n_lab:]]
+
+
 def load_sets(c) -> dict:
   """{'labelled': arrays, 'unlabelled': arrays (no targets), 'val': [InstanceImage], 'classes': names}."""
   d = c.data
@@ -68,17 +74,12 @@ def load_sets(c) -> dict:
     names = instances.CLASSES
   elif d.name == "cityscapes":
     from ttt_jax.data.cityscapes import CLASSES, read_cityscapes
-    train = read_cityscapes(d.root, "train", d.get("limit") or None)
-    n_lab = instances.split_counts(len(train), d.labelled_fraction)["labelled"]
-    order = np.random.default_rng(d.seed).permutation(len(train))
-    lab, unl = [train[i] for i in order[:n_lab]], [train[i] for i in order[n_lab:]]
+    lab, unl = _split_train(read_cityscapes(d.root, "train", d.get("limit") or None), d)
     val, names = read_cityscapes(d.root, "val", d.get("limit") or None), CLASSES
   elif d.name == "coco":
     from ttt_jax.data.coco_instances import read_coco
     train, names = read_coco(d.train_json, d.image_dir, d.get("limit") or None)
-    n_lab = instances.split_counts(len(train), d.labelled_fraction)["labelled"]
-    order = np.random.default_rng(d.seed).permutation(len(train))
-    lab, unl = [train[i] for i in order[:n_lab]], [train[i] for i in order[n_lab:]]
+    lab, unl = _split_train(train, d)
     val, _ = read_coco(d.val_json, d.image_dir, d.get("limit") or None)
   else:
     raise ValueError(f"unknown data.name {d.name!r}; expected synthetic, cityscapes or coco")

@@ -11,6 +11,12 @@ import jax
 import jax.numpy as jnp
 
 
+def mask_scores(mask_Qhw):
+  """`(binary_Qhw, score_Q)`: each mask (logits > 0) and the mean sigmoid inside it."""
+  binary = mask_Qhw > 0
+  return binary, jnp.sum(jax.nn.sigmoid(mask_Qhw) * binary, (1, 2)) / (jnp.sum(binary, (1, 2)) + 1e-6)
+
+
 def instance_predictions(class_QK, mask_Qhw, topk: int):
   """`(labels_T, scores_T, query_T)` of the top `topk` (query, class) pairs of one image;
   masks are `mask_Qhw[query_T] > 0`."""
@@ -19,9 +25,7 @@ def instance_predictions(class_QK, mask_Qhw, topk: int):
   c = k - 1
   top, idx = jax.lax.top_k(cls.reshape(-1), topk)
   query, labels = idx // c, idx % c
-  m = mask_Qhw[query]
-  binary = m > 0
-  mask_score = jnp.sum(jax.nn.sigmoid(m) * binary, (1, 2)) / (jnp.sum(binary, (1, 2)) + 1e-6)
+  _, mask_score = mask_scores(mask_Qhw[query])
   return labels.astype(jnp.int32), top * mask_score, query
 
 
@@ -31,8 +35,7 @@ def pseudo_labels(class_QK, mask_Qhw, threshold: float, max_targets: int):
   `max_targets`, padded (`labels_G` -1, empty masks). Returns `(labels_G, masks_Ghw
   bool, scores_G)`; masks at the mask logits' resolution."""
   cls = jax.nn.softmax(class_QK, -1)[:, :-1]
-  binary = mask_Qhw > 0
-  mask_score = jnp.sum(jax.nn.sigmoid(mask_Qhw) * binary, (1, 2)) / (jnp.sum(binary, (1, 2)) + 1e-6)
+  binary, mask_score = mask_scores(mask_Qhw)
   score = cls.max(-1) * mask_score * (jnp.sum(binary, (1, 2)) > 0)
   g = min(max_targets, class_QK.shape[0])
   top, query = jax.lax.top_k(score, g)

@@ -141,13 +141,13 @@ class Block(nn.Module):
     c = self.cfg
     scale = lambda name: self.param(name, nn.initializers.constant(c.layerscale_value),
                                     (c.hidden_size,)).reshape(1, 1, -1)
-    drop = lambda y, name: drop_path(self, y, self.drop_rate, deterministic)
+    drop = lambda y: drop_path(self, y, self.drop_rate, deterministic)
     h = Attention(c, name="attention")(nn.LayerNorm(c.layer_norm_eps, name="norm1")(x_BND))
-    x_BND = x_BND + drop(h * scale("layer_scale1"), "dp1")
+    x_BND = x_BND + drop(h * scale("layer_scale1"))
     h = nn.LayerNorm(c.layer_norm_eps, name="norm2")(x_BND)
     h = nn.Dense(c.hidden_size * c.mlp_ratio, name="fc1")(h)
     h = nn.Dense(c.hidden_size, name="fc2")(jax.nn.gelu(h, approximate=False))
-    return x_BND + drop(h * scale("layer_scale2"), "dp2")
+    return x_BND + drop(h * scale("layer_scale2"))
 
 
 class ViT(nn.Module):

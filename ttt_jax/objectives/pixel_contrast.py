@@ -108,19 +108,22 @@ def nt_xent(pos_A, neg_AK, t, hinge: float | None = None):
   return jnp.mean(-jax.nn.log_softmax(logits, axis=1)[:, 0])
 
 
-def _flatten_views(z_weak_BhwE, z_strong_BhwE, cfg):
+def _pixels(key, z_weak_BhwE, z_strong_BhwE, class_BQK, mask_BQhw, cfg):
+  """Both losses' inputs per pixel (B * h * w rows): unit embeddings of the weak and
+  strong views, the pseudo-probabilities `(mask, class)`, and the anchors' indices
+  (all pixels, or `max_anchors` drawn with `key`)."""
   b, h, w, e = z_weak_BhwE.shape
-  zw = _unit(z_weak_BhwE.reshape(b * h * w, e))
-  zs = _unit(z_strong_BhwE.reshape(b * h * w, e))
+  n = b * h * w
+  zw = _unit(z_weak_BhwE.reshape(n, e))
+  zs = _unit(z_strong_BhwE.reshape(n, e))
   if not cfg.strong_grad:
     zs = jax.lax.stop_gradient(zs)
-  return zw, zs
-
-
-def _anchors(key, n, cfg):
+  pm, pc = pseudo_probabilities(class_BQK, mask_BQhw, (h, w))
   if cfg.max_anchors is None or cfg.max_anchors >= n:
-    return jnp.arange(n)
-  return jax.random.choice(key, n, (cfg.max_anchors,), replace=False)
+    idx = jnp.arange(n)
+  else:
+    idx = jax.random.choice(key, n, (cfg.max_anchors,), replace=False)
+  return zw, zs, (pm.reshape(n, -1), pc.reshape(n, -1)), idx
 
 
 def pixel_contrast_loss(key, z_weak_BhwE, z_strong_BhwE, class_BQK, mask_BQhw, step, cfg: ContrastConfig):
@@ -133,10 +136,7 @@ def pixel_contrast_loss(key, z_weak_BhwE, z_strong_BhwE, class_BQK, mask_BQhw, s
   if cfg.num_negatives > (b - 1) * n:
     raise ValueError(f"num_negatives {cfg.num_negatives} > the {(b - 1) * n} pixels of the other images")
   k_anchor, k_neg = jax.random.split(key)
-  zw, zs = _flatten_views(z_weak_BhwE, z_strong_BhwE, cfg)
-  pm, pc = pseudo_probabilities(class_BQK, mask_BQhw, (h, w))
-  pm, pc = pm.reshape(b * n, -1), pc.reshape(b * n, -1)
-  idx = _anchors(k_anchor, b * n, cfg)
+  zw, zs, (pm, pc), idx = _pixels(k_anchor, z_weak_BhwE, z_strong_BhwE, class_BQK, mask_BQhw, cfg)
   img = jnp.arange(b * n) // n
   allowed = img[idx][:, None] != img[None, :]
   wts = dissimilarity((pm[idx], pc[idx]), (pm, pc), cfg)
@@ -183,10 +183,7 @@ def memory_contrast_loss(key, bank: MemoryBank, z_weak_BhwE, z_strong_BhwE, clas
   if bank.z_ME.shape[0] < cfg.num_negatives:
     raise ValueError(f"memory bank of {bank.z_ME.shape[0]} < num_negatives {cfg.num_negatives}")
   k_anchor, k_neg, k_push = jax.random.split(key, 3)
-  zw, zs = _flatten_views(z_weak_BhwE, z_strong_BhwE, cfg)
-  pm, pc = pseudo_probabilities(class_BQK, mask_BQhw, (h, w))
-  pm, pc = pm.reshape(b * h * w, -1), pc.reshape(b * h * w, -1)
-  idx = _anchors(k_anchor, b * h * w, cfg)
+  zw, zs, (pm, pc), idx = _pixels(k_anchor, z_weak_BhwE, z_strong_BhwE, class_BQK, mask_BQhw, cfg)
   a = zw[idx]
   sim = a @ bank.z_ME.T
   allowed = jnp.broadcast_to(bank.filled_M[None], sim.shape)

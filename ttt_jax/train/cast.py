@@ -22,7 +22,6 @@ and OUT/results.json gathers every stage's figures.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from ttt_jax.checkpoint.model_io import load_model, save_model
 from ttt_jax.data import instance_io
 from ttt_jax.data.instance_sets import load_sets
+from ttt_jax.io.files import save_npy, save_npz, write_json
 from ttt_jax.methods.instance_predict import instance_predictions, pseudo_labels
 from ttt_jax.metrics.mask_ap import mask_ap
 from ttt_jax.models.instance_seg import init_variables, instance_seg_config
@@ -44,7 +44,6 @@ from ttt_jax.train.loop import latest_step, train_loop
 
 STAGES = ("teacher_sup", "teacher_self", "student", "refine")
 GROUPS = {"all": STAGES, "teacher": STAGES[:2]}
-PREVIOUS = {"teacher_self": "teacher_sup", "student": "teacher_self", "refine": "student"}
 
 
 def stages_of(name: str) -> tuple[str, ...]:
@@ -109,12 +108,6 @@ def load_stage_model(out: Path, stage: str, c, role: str):
   return variables, cfg
 
 
-def _atomic_savez(path: Path, **arrays) -> None:
-  tmp = path.with_name(path.name + ".tmp.npz")
-  np.savez_compressed(tmp, **arrays)
-  os.replace(tmp, path)
-
-
 def make_pseudo_labels(variables, cfg, images_NHW3, c, path: Path, progress: bool) -> dict:
   """Pseudo-labels of the unlabelled images (cached at `path`)."""
   if path.is_file():
@@ -128,7 +121,7 @@ def make_pseudo_labels(variables, cfg, images_NHW3, c, path: Path, progress: boo
     rows.append(jax.device_get(pl(cls, masks)))
   out = {"labels_NG": np.concatenate([r[0] for r in rows]), "masks_NGhw": np.concatenate([r[1] for r in rows]),
          "scores_NG": np.concatenate([r[2] for r in rows])}
-  _atomic_savez(path, **out)
+  save_npz(path, **out)
   return out
 
 
@@ -141,9 +134,7 @@ def box_refinement(pseudo: dict, images_NHW3, c, stage_dir: Path) -> dict:
   boxes = boxes_from_masks(pseudo["masks_NGhw"], images_NHW3.shape[1:3])
   for name, a in (("unlabelled_images.npy", images_NHW3), ("teacher_boxes.npy", boxes)):
     if not (stage_dir / name).is_file():
-      tmp = stage_dir / (name + ".tmp.npy")
-      np.save(tmp, a)
-      os.replace(tmp, stage_dir / name)
+      save_npy(stage_dir / name, a)
   path = c.student.get("box_masks")
   if not path:
     return pseudo
@@ -260,7 +251,6 @@ def run_cast(c, out_dir, *, progress: bool = True, stop_at: int | None = None) -
     if not f.is_file():
       instance_io.write_instances(f, im.masks_NHW, im.labels_N)
   for stage in todo:
-    role = "teacher" if stage.startswith("teacher") else "student"
     mdir = out / stage / "model"
     if (mdir / "model.json").is_file() and (out / stage / "eval.json").is_file():
       results[stage] = json.loads((out / stage / "eval.json").read_text())
@@ -286,7 +276,7 @@ def run_cast(c, out_dir, *, progress: bool = True, stop_at: int | None = None) -
     t0 = time.perf_counter()
     trained, run = train_stage(stage, c, sets, variables, cfg, pseudo, out, progress, stop_at)
     if trained is None:
-      results_file.write_text(json.dumps(results, indent=1))
+      write_json(results_file, results)
       return results
     save_model(mdir, trained, cfg, {"trained_by": f"ttt-jax CAST stage {stage}", "seconds": run["seconds"]})
     ev = evaluate(trained, cfg, sets["val"], c, out / stage / "predictions")
@@ -295,9 +285,7 @@ def run_cast(c, out_dir, *, progress: bool = True, stop_at: int | None = None) -
     ev.update({**run, "wall_s": time.perf_counter() - t0})
     if pseudo is not None:
       ev["pseudo_per_image"] = float((pseudo["labels_NG"] >= 0).sum(1).mean())
-    tmp = out / stage / "eval.json.tmp"
-    tmp.write_text(json.dumps(ev, indent=1))
-    os.replace(tmp, out / stage / "eval.json")
+    write_json(out / stage / "eval.json", ev)
     results[stage] = ev
-    results_file.write_text(json.dumps(results, indent=1))
+    write_json(results_file, results)
   return results
