@@ -1,21 +1,52 @@
-"""Frames/s of the drivers on the default video model (CPU or GPU), as a table and JSON.
+"""Frames/s of the drivers on a video model (CPU, GPU or TPU), as a table and JSON.
 
   python benchmarks/drivers.py                      # the default: shipped small model, 64x64
   python benchmarks/drivers.py --native-conv        # without the scan-friendly convolution
   python benchmarks/drivers.py --size b0 --height 128 --width 128 --frames 24
+  python benchmarks/drivers.py --size b5 --height 480 --width 864 --batch 32 --micro-batches 4 \\
+      --modes adapting --drivers scan  # one cell of benchmarks/accelerator.py's sweep
 
 Rows: predict-only (main task) and adapting (online TTT-MAE: 1 optimizer step per
-frame, window 16, batch B) under scan, stream, and vmap over 4 videos. Times
-exclude compilation (each program is compiled and run once before timing) and
-are the best of --repeats runs.
+frame, window 16, batch B, accumulated over --micro-batches) under scan, stream,
+and vmap over --videos videos. Frames/s exclude compilation (each program is
+compiled ahead of time and run once before timing) and are the best of
+--repeats runs; compile seconds are reported apart. Peak memory is the device's
+(`memory_stats()['peak_bytes_in_use']` on GPU/TPU) or, on the CPU, the process's
+resident-set peak: both cover the whole process, so compare peaks across
+processes that each run one cell (benchmarks/accelerator.py does).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import platform
+import resource
 import time
 
 import jax
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: str):
+  """Holds an exclusive lock on `lock_path` (no-op for '')."""
+  if not lock_path:
+    yield
+    return
+  with open(lock_path, "a") as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def peak_memory_gb() -> tuple[float, str]:
+  """`(GB, what)`: the device allocator's peak, or the CPU process's peak resident set."""
+  stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+  if stats and "peak_bytes_in_use" in stats:
+    return stats["peak_bytes_in_use"] / 1e9, "device peak_bytes_in_use"
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, "process peak RSS"
 
 
 def main(argv=None):
@@ -25,12 +56,19 @@ def main(argv=None):
   p.add_argument("--width", type=int, default=64)
   p.add_argument("--frames", type=int, default=32)
   p.add_argument("--batch", type=int, default=16)
+  p.add_argument("--micro-batches", type=int, default=1)
+  p.add_argument("--remat", default="none", help="none | blocks | blocks_dots (encoder blocks)")
+  p.add_argument("--compute-dtype", default="float32", help="float32 | bfloat16 (state stays float32)")
   p.add_argument("--window", type=int, default=16)
   p.add_argument("--videos", type=int, default=4)
   p.add_argument("--repeats", type=int, default=2)
   p.add_argument("--native-conv", action="store_true", help="plain lax.conv weight gradients")
+  p.add_argument("--modes", nargs="+", default=["predict-only", "adapting"],
+                 choices=["predict-only", "adapting"])
   p.add_argument("--drivers", nargs="+", default=["scan", "stream", "vmap"],
                  choices=["scan", "stream", "vmap"])
+  p.add_argument("--lock", default="", help="a file locked around the timed runs, so cells that "
+                 "compile at once in parallel processes never run at once (accelerator.py)")
   p.add_argument("--json", default="benchmarks/results/drivers.json")
   a = p.parse_args(argv)
   if a.native_conv:
@@ -47,25 +85,31 @@ def main(argv=None):
     c = video_config("mae")
     c.model.checkpoint = "builtin" if a.size == "builtin" else "random"
     c.model.size = a.size if a.size != "builtin" else "small"
+    c.model.remat = a.remat
+    c.model.compute_dtype = a.compute_dtype
     c.method.mode = mode
     c.method.window = a.window
     c.method.batch_size = a.batch
+    c.method.micro_batches = a.micro_batches
     return make_runner(c)[0]
 
   vids = [make_video(VideoSpec(seed=7000 + i, num_frames=a.frames, height=a.height, width=a.width))[0]
-          for i in range(a.videos)]
+          for i in range(a.videos if "vmap" in a.drivers else 1)]
 
   def timed(fn):
-    fn()  # compile + warm
-    best = float("inf")
-    for _ in range(a.repeats):
-      t0 = time.perf_counter()
-      fn()
-      best = min(best, time.perf_counter() - t0)
+    with exclusive(a.lock):
+      fn()  # warm (and compile, where not compiled ahead)
+      best = float("inf")
+      for _ in range(a.repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
     return best
 
   rows = []
   for label, mode in (("predict-only", "none"), ("adapting", "window")):
+    if label not in a.modes:
+      continue
     r = runner(mode)
     fns = {"scan": (lambda: r.run_one("v0", vids[0], 0, driver="scan"), a.frames),
            "stream": (lambda: r.run_one("v0", vids[0], 0, driver="stream"), a.frames),
@@ -73,24 +117,40 @@ def main(argv=None):
                     a.videos * a.frames)}
     row = {"step": label}
     for d, (fn, n) in fns.items():
-      row[f"{d}_fps"] = n / timed(fn) if d in a.drivers else float("nan")
+      if d not in a.drivers:
+        continue
+      c0 = r.compile_seconds
+      if d != "vmap":  # compiled outside the lock (run_many compiles on its first call)
+        r.precompile("v0", vids[0], 0, driver=d)
+      row[f"{d}_fps"] = n / timed(fn)
+      row[f"{d}_compile_s"] = r.compile_seconds - c0
     rows.append(row)
-  pred, adapt = rows
+  peak, peak_what = peak_memory_gb()
   result = {
       "device": str(jax.devices()[0]), "platform": platform.processor() or platform.machine(),
       "model": a.size, "frame_size": [a.height, a.width], "frames_per_video": a.frames,
-      "batch": a.batch, "window": a.window, "videos_vmap": a.videos,
+      "batch": a.batch, "micro_batches": a.micro_batches, "remat": a.remat,
+      "compute_dtype": a.compute_dtype, "window": a.window,
+      "videos_vmap": a.videos,
       "conv": "native" if a.native_conv else "scan-friendly (shift depthwise, patchify, patches-einsum dW)",
-      "rows": rows, "scan_over_stream_adapting": adapt["scan_fps"] / adapt["stream_fps"],
-      "adapt_cost_ratio_scan": pred["scan_fps"] / adapt["scan_fps"],
-      "versions": versions()}
+      "rows": rows, "peak_memory_gb": peak, "peak_memory_is": peak_what, "versions": versions()}
+  by = {r["step"]: r for r in rows}
+  if "adapting" in by and {"scan_fps", "stream_fps"} <= set(by["adapting"]):
+    result["scan_over_stream_adapting"] = by["adapting"]["scan_fps"] / by["adapting"]["stream_fps"]
+  if len(by) == 2 and "scan_fps" in by["adapting"] and "scan_fps" in by["predict-only"]:
+    result["adapt_cost_ratio_scan"] = by["predict-only"]["scan_fps"] / by["adapting"]["scan_fps"]
   print(f"device {result['device']}; model {a.size}; frames {a.height}x{a.width}; {a.frames} frames/video; "
-        f"adapting = 1 step/frame, window {a.window}, batch {a.batch}; conv: {result['conv']}")
-  print(f"{'step':<14} {'scan':>9} {'stream':>9} {'vmap x' + str(a.videos):>9}   (frames/s)")
+        f"adapting = 1 step/frame, window {a.window}, batch {a.batch} in {a.micro_batches} micro-batches, "
+        f"remat {a.remat}, {a.compute_dtype}; conv: {result['conv']}")
+  print(f"{'step':<14} {'driver':<8} {'frames/s':>9} {'compile s':>10}")
   for r in rows:
-    print(f"{r['step']:<14} {r['scan_fps']:9.1f} {r['stream_fps']:9.1f} {r['vmap_fps']:9.1f}")
-  print(f"scan / stream (adapting): {result['scan_over_stream_adapting']:.2f}x; "
-        f"adapting step costs {result['adapt_cost_ratio_scan']:.1f}x predict-only (scan)")
+    for d in a.drivers:
+      print(f"{r['step']:<14} {d + (' x' + str(a.videos) if d == 'vmap' else ''):<8} "
+            f"{r[d + '_fps']:9.2f} {r[d + '_compile_s']:10.1f}")
+  print(f"peak memory {peak:.2f} GB ({peak_what})")
+  for k in ("scan_over_stream_adapting", "adapt_cost_ratio_scan"):
+    if k in result:
+      print(f"{k}: {result[k]:.2f}x")
   print(f"wrote {write_json(a.json, result)}")
   return result
 

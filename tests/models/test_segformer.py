@@ -84,3 +84,30 @@ def test_checkpoint_roundtrip_and_mismatch(tmp_path):
     load_model(tmp_path / "m")
   with pytest.raises(FileNotFoundError, match="no model checkpoint"):
     load_model(tmp_path / "nothing")
+
+
+def test_remat_changes_neither_parameters_nor_outputs_nor_gradients():
+  """Rematerialised encoder blocks: the same parameter tree, loss and gradients
+  ('blocks_dots' differs from 'blocks' only in the policy handed to jax.checkpoint)."""
+  import dataclasses
+  import jax.numpy as jnp
+  cfg = segformer_config("tiny", 5, drop_path_rate=0.1)
+  x = jax.random.normal(jax.random.key(1), (2, 32, 32, 4))
+  variables = init_variables(cfg, jax.random.key(0))
+  outs = {}
+  for remat in ("none", "blocks"):
+    model = YSegFormer(dataclasses.replace(cfg, remat=remat))
+    v2 = init_variables(dataclasses.replace(cfg, remat=remat), jax.random.key(0))
+    assert jax.tree.structure(v2) == jax.tree.structure(variables), remat
+
+    def loss(p):
+      y = model.apply({**variables, "params": p}, x, method="reconstruct", drop_path=True,
+                      rngs={"dropout": jax.random.key(2)})
+      return jnp.mean(y ** 2)
+    outs[remat] = jax.jit(jax.value_and_grad(loss))(variables["params"])
+  for remat in ("blocks",):
+    np.testing.assert_allclose(outs[remat][0], outs["none"][0], rtol=1e-6)
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(outs["none"][1]), jax.tree.leaves(outs[remat][1])):
+      np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-7, err_msg=f"{remat} {jax.tree_util.keystr(path)}")
+  with pytest.raises(ValueError, match="remat must be one of"):
+    segformer_config("tiny", 5, remat="all")

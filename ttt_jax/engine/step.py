@@ -16,6 +16,7 @@ import optax
 from flax import struct
 
 from ttt_jax.engine import memory as mem_lib
+from ttt_jax.engine.microbatch import accumulated_value_and_grad
 from ttt_jax.engine.state import Context, TTTState
 
 PyTree = Any
@@ -93,12 +94,16 @@ class StepConfig:
     ema: keep an EMA of the trainable parameters (`TTTState.ema`).
     sampling: how a batch is drawn from the window ('iid' or 'balanced', see
       `memory.sample_indices`).
+    micro_batches: the batch's gradient is accumulated over this many equal
+      micro-batches, one optimizer update per step (`engine.microbatch`: less
+      memory; random draws differ from the unsplit batch's).
   """
   memory_slots: int = 1
   max_steps: int = 1
   batch_size: int = 1
   ema: bool = False
   sampling: str = "iid"
+  micro_batches: int = 1
 
   def __post_init__(self):
     if self.sampling not in mem_lib.SAMPLINGS:
@@ -109,6 +114,9 @@ class StepConfig:
       raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
     if self.batch_size < 1:
       raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+    if self.micro_batches < 1 or self.batch_size % self.micro_batches:
+      raise ValueError(f"micro_batches must divide batch_size={self.batch_size}; "
+                       f"got {self.micro_batches}")
 
 
 def make_hparams(*, carry_params=True, window=1, steps=1, reset_opt_state=True, ema_decay=0.0,
@@ -197,6 +205,9 @@ def make_step(learner: Learner, cfg: StepConfig):
   `loss` (mean loss of this tick's steps; 0 when not adapting) and `adapted` (bool).
   """
 
+  value_and_grad = (accumulated_value_and_grad(learner.loss_fn, cfg.micro_batches)
+                    if learner.loss_fn is not None else None)
+
   def update_loop(state, trainable, memory, key):
     hp = state.hparams
     opt = learner.optimizer(hp)
@@ -214,8 +225,7 @@ def make_step(learner: Learner, cfg: StepConfig):
       batch = mem_lib.sample(memory, k_batch, cfg.batch_size, cfg.sampling, hp["window"])
       ctx = Context(frozen=state.frozen, stats=stats, method_state=mstate, ema=ema,
                     anchor=state.anchor, hparams=hp)
-      (loss, (new_stats, new_mstate)), grads = jax.value_and_grad(learner.loss_fn, has_aux=True)(
-          trainable, ctx, batch, k_loss)
+      (loss, (new_stats, new_mstate)), grads = value_and_grad(trainable, ctx, batch, k_loss)
       if MASK in hp:  # untrained leaves: no gradient (nor in the clip's norm), no update
         grads = _masked(hp[MASK], grads)
       updates, new_opt = opt.update(grads, opt_state, trainable)

@@ -60,6 +60,8 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
   m.steps_per_frame = 1          # optimizer steps per adapting tick (runtime, <= engine.max_steps_per_frame)
   m.batch_size = 32
   m.window_sampling = "iid"      # iid: with replacement (paper); balanced: the reference code's
+  m.micro_batches = 1            # the batch's gradient accumulated over this many micro-batches
+  m.memory_budget_gb = 0.0       # > 0: the fewest micro-batches whose step fits (replaces micro_batches)
   m.trainable = ALL              # path regexes of the trained parameters
   # Head lr 1e-4, encoder 1e-5, AdamW wd 0.05 but 0 on normalisation layers, clip 0.01
   # (the reference's detectron2 optimizer: BACKBONE_MULTIPLIER, WEIGHT_DECAY_NORM).
@@ -78,6 +80,8 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
   md.checkpoint = "builtin"      # a model dir, 'builtin' (shipped synthetic source model),
                                  # 'builtin_bn' (BatchNorm head; DiTTA's ISS) or 'random'
   md.drop_path_rate = -1.0       # stochastic depth in train-mode passes; < 0: the checkpoint's
+  md.remat = "none"              # none | blocks | blocks_dots: recompute encoder blocks (memory)
+  md.compute_dtype = "float32"   # float32 | bfloat16 (forward in bf16; parameters, optimizer in f32)
   md.size = "tiny"               # used with checkpoint='random'
   md.head_norm = "batch"         # used with checkpoint='random': batch | group | layer
   md.init_seed = 0

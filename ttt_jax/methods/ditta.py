@@ -113,10 +113,10 @@ def _ditta_learner(task: SegTask, m):
     with the decoder's BatchNorm on batch statistics, dropout and stochastic depth."""
     v = _seg_variables(variables)
     if train:
-      (lo, fe), upd = task.model.apply(v, x_NHW4, method="segment_with_features", train=True,
+      (lo, fe), upd = task.apply(v, x_NHW4, method="segment_with_features", train=True,
                                        rngs={"dropout": key}, mutable=["batch_stats"])
       return lo, fe, upd.get("batch_stats", v.get("batch_stats"))
-    lo, fe = task.model.apply(v, x_NHW4, method="segment_with_features")
+    lo, fe = task.apply(v, x_NHW4, method="segment_with_features")
     return lo, fe, v.get("batch_stats")
 
   def up(x, hw):
@@ -282,7 +282,7 @@ def _cotta_learner(task: SegTask, m):
     y = x_NHW3[:, :, ::-1] if flip else x_NHW3
     if scale != 1.0:
       y = jax.image.resize(y, (n, int(h * scale), int(w * scale), 3), "bilinear")
-    lo = task.model.apply(variables, visible_input(y), method="segment")
+    lo = task.apply(variables, visible_input(y), method="segment")
     lo = jax.image.resize(lo, (n, h, w, lo.shape[-1]), "bilinear")
     return lo[:, :, ::-1] if flip else lo
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from ttt_jax.models.inputs import normalise, visible_input
+from ttt_jax.models.precision import apply_in
 from ttt_jax.models.segformer import SegFormerConfig, YSegFormer
 
 
@@ -27,20 +28,24 @@ class SegTask:
   def model(self):
     return YSegFormer(self.cfg)
 
+  def apply(self, variables, *args, **kwargs):
+    """`model.apply` in the config's compute dtype (float32 in and out)."""
+    return apply_in(self.cfg.compute_dtype, self.model.apply, variables, *args, **kwargs)
+
   def segment(self, variables, x_NHW4, *, train=False, key=None):
     """Logits `N, H/4, W/4, C`; with `train`, `(logits, {'batch_stats': ...})` from
     batch statistics, dropout and stochastic depth (drawn from `key`)."""
     if train:
-      return self.model.apply(variables, x_NHW4, method="segment", train=True, rngs={"dropout": key},
+      return self.apply(variables, x_NHW4, method="segment", train=True, rngs={"dropout": key},
                               mutable=["batch_stats"])
-    return self.model.apply(variables, x_NHW4, method="segment")
+    return self.apply(variables, x_NHW4, method="segment")
 
   def reconstruct(self, variables, x_NHW4, *, key=None):
     """Eval-mode reconstruction; with `key`, stochastic depth on (the reference's TTT
     steps run the model in train mode, which for its heads means no more than that)."""
     if key is None:
-      return self.model.apply(variables, x_NHW4, method="reconstruct")
-    return self.model.apply(variables, x_NHW4, method="reconstruct", drop_path=True,
+      return self.apply(variables, x_NHW4, method="reconstruct")
+    return self.apply(variables, x_NHW4, method="reconstruct", drop_path=True,
                             rngs={"dropout": key})
 
   def logits_full(self, variables, frames_NHW3):

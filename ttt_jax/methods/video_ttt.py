@@ -43,8 +43,8 @@ from ttt_jax.methods.base import Plan, SourceModel, Variables, program_key
 from ttt_jax.methods.defaults import ALL, VIDEO_KINDS
 from ttt_jax.methods.optim import make_optimizer
 from ttt_jax.methods.segformer_task import SegTask
-from ttt_jax.methods.video_plan import (first_scored_fn, frame_ticks, runtime_hparams, schedule_fn,
-                                        step_config)
+from ttt_jax.methods.video_plan import (first_scored_fn, fit_memory, frame_ticks, runtime_hparams,
+                                        schedule_fn, step_config)
 from ttt_jax.models.inputs import normalise, visible_input
 from ttt_jax.objectives.class_balance import class_drift
 from ttt_jax.objectives.entropy import entropy_loss
@@ -177,9 +177,11 @@ class VideoTTT:
                       optimizer=make_optimizer(m.optimizer),
                       reset_fn=_class_balance_reset(task, cb.tolerance) if cb is not None and cb.enabled else None)
     trainable, stats, frozen = split_variables(model.variables, ALL if shared else tuple(m.trainable))
+    variables = Variables(trainable=trainable, stats=stats, frozen=frozen)
+    extra = _shared_hparams(m, trainable) if shared else {}
     cfg = step_config(config)
-    return Plan(learner=learner, step_config=cfg,
-                variables=Variables(trainable=trainable, stats=stats, frozen=frozen),
-                hparams=runtime_hparams(config, cfg, **(_shared_hparams(m, trainable) if shared else {})),
+    cfg = fit_memory(config, cfg, learner, variables, runtime_hparams(config, cfg, **extra))
+    return Plan(learner=learner, step_config=cfg, variables=variables,
+                hparams=runtime_hparams(config, cfg, **extra),
                 schedule=schedule_fn(m), make_ticks=frame_ticks(task), first_scored=first_scored_fn(m),
                 program_key=program_key(config, model.cfg, cfg, ("kind", "trainable") if shared else ()))

@@ -22,8 +22,15 @@ import numpy as np
 
 from ttt_jax.models.conv import Conv
 from ttt_jax.models.drop_path import drop_path
+from ttt_jax.models.precision import COMPUTE_DTYPES
 
 HEAD_NORMS = ("batch", "group", "layer")
+# Rematerialisation of the encoder blocks in the backward pass (`jax.checkpoint`):
+# 'none'; 'blocks' saves only each block's input and recomputes the rest (least
+# memory, about one more forward pass); 'blocks_dots' also keeps the matmul outputs
+# without batch dimensions (less recompute, more memory).
+REMATS = {"none": None, "blocks": jax.checkpoint_policies.nothing_saveable,
+          "blocks_dots": jax.checkpoint_policies.dots_with_no_batch_dims_saveable}
 
 # ---------------------------------------------------------------------------
 # Sizes
@@ -55,8 +62,17 @@ class SegFormerConfig:
   # Stochastic depth of the encoder blocks (rate rising linearly to this over the blocks),
   # active whenever the encoder runs non-deterministically (joint training, TTT steps).
   drop_path_rate: float = 0.0
+  # Compute options, not architecture: same parameters. `remat`: see REMATS (same
+  # outputs); `compute_dtype`: 'bfloat16' runs the forward in bfloat16 with float32
+  # state (`SegTask.apply`, `models/precision.py`).
+  remat: str = "none"
+  compute_dtype: str = "float32"
 
   def __post_init__(self):
+    if self.compute_dtype not in COMPUTE_DTYPES:
+      raise ValueError(f"compute_dtype must be one of {COMPUTE_DTYPES}, got {self.compute_dtype!r}")
+    if self.remat not in REMATS:
+      raise ValueError(f"remat must be one of {sorted(REMATS)}, got {self.remat!r}")
     if self.head_norm not in HEAD_NORMS:
       raise ValueError(f"head_norm must be one of {HEAD_NORMS}, got {self.head_norm!r}")
     if not 0.0 <= self.drop_path_rate < 1.0:
@@ -187,8 +203,11 @@ class MiTEncoder(nn.Module):
                kernel_init=init, name=f"patch_embed{i}")(x)
       n, h, w, c = x.shape
       t = nn.LayerNorm(cfg.layer_norm_eps, name=f"patch_norm{i}")(x.reshape(n, h * w, c))
+      block = Block
+      if cfg.remat != "none":  # h, w and deterministic are Python values (self is argument 0)
+        block = nn.remat(Block, static_argnums=(2, 3, 4), policy=REMATS[cfg.remat])
       for j in range(cfg.depths[i]):
-        t = Block(c, cfg.num_attention_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio,
+        t = block(c, cfg.num_attention_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio,
                   cfg.layer_norm_eps, rates[b], name=f"block{i}_{j}")(t, h, w, deterministic)
         b += 1
       t = nn.LayerNorm(cfg.layer_norm_eps, name=f"norm{i}")(t)
