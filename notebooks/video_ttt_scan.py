@@ -31,7 +31,6 @@ import numpy as np
 from ttt_jax.data.synthetic import VideoSpec, make_video
 from ttt_jax.cli.config_io import load_config_file
 from ttt_jax.demo import config_path   # the installed configs/ (package data)
-from ttt_jax.engine import drivers
 from ttt_jax.runner.run import make_runner
 from ttt_jax.metrics.segmentation import per_frame_miou
 from ttt_jax.viz.plots import colourise
@@ -76,8 +75,7 @@ for name, config in [("main task", "main_task"), ("online TTT-MAE", "online_ttt_
 
 # %%
 r = runner("online_ttt_mae")
-state, ticks = r.start("video", frames_THWC, 0)   # the method validates the frames
-stream = [lab for _, lab in drivers.run_stream(drivers.stream_driver(r._step), state, iter(ticks))]
+stream = [lab for lab, _ in r.stream(iter(frames_THWC), 0)]   # frames one at a time
 print("stream == scan:", np.array_equal(np.stack(stream), preds["online TTT-MAE"]))
 
 # %%

@@ -9,7 +9,8 @@ from ttt_jax.data import synthetic
 
 
 def load_videos(d) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
-  """Yields `(video_id, frames_THW3 uint8, labels_THW)` for a `config.data` block."""
+  """Yields `(video_id, frames_THW3 uint8, labels_THW)` for a `config.data` block
+  (`labels_THW` is None for `frames`: your own video, unlabelled)."""
   if d.name == "synthetic":
     yield from synthetic.benchmark_videos(
         seed=d.seed, num_videos=d.num_videos, num_frames=d.num_frames, height=d.height,
@@ -22,5 +23,8 @@ def load_videos(d) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     from ttt_jax.data import kitti_step
     yield from kitti_step.iter_videos(d.root, split=d.split, limit=d.num_videos or None,
                                       max_frames=d.num_frames or None, size=(d.height, d.width))
+  elif d.name == "frames":
+    from ttt_jax.data import frames
+    yield from frames.iter_videos(d.root, size=(d.height, d.width), max_frames=d.num_frames or None)
   else:
-    raise ValueError(f"unknown dataset {d.name!r}; expected synthetic, vspw or kitti_step")
+    raise ValueError(f"unknown dataset {d.name!r}; expected synthetic, vspw, kitti_step or frames")

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from ttt_jax.engine import drivers
-from ttt_jax.engine.step import init_state, make_step
+from ttt_jax.engine.step import Tick, init_state, make_step
 from ttt_jax.methods.base import Plan
 from ttt_jax.metrics.drift import layer_group_drift
 
@@ -143,6 +143,39 @@ class Runner:
     stats = {**self._stats(state), "loss": np.asarray(outs["loss"])[:n], "adapted": np.asarray(outs["adapted"])[:n]}
     return np.asarray(outs["labels"])[np.flatnonzero(sched.predict)], stats
 
+  def stream(self, frames, index: int = 0, item_id: str = "live"):
+    """Online TTT over frames that arrive one at a time (a camera, a socket, a
+    generator): yields `(labels, loss)` of each frame as soon as it is done, the
+    same step as `run_one(driver='stream')` on the whole video. Only modes whose
+    every tick pushes, predicts and either always or never adapts (the online
+    modes) can run on a stream of unknown length.
+
+    Args:
+      frames: an iterable of `H, W, 3` frames (uint8 or float), validated one by one.
+      index: the item's index (its PRNG stream, as in `run_one`).
+    """
+    sched = self.plan.schedule(2)
+    if not (sched.push.all() and sched.predict.all() and len(set(sched.adapt.tolist())) == 1
+            and list(sched.frame_index) == [0, 1]):
+      raise ValueError("stream() runs online memory modes only (none, reset, implicit, window, "
+                       "explicit); this method's schedule needs the whole video first")
+    step, state = None, None
+    first = None
+    for t, frame in enumerate(frames):
+      frame = np.asarray(frame)
+      if first is not None and frame.shape != first:
+        raise ValueError(f"{item_id} frame {t}: shape {frame.shape}, but the stream started with "
+                         f"{first}; a stream's frames must share one size")
+      first = frame.shape
+      data = self.plan.make_ticks(f"{item_id} frame {t}", frame[None])
+      tick = Tick(data=jax.tree.map(lambda x: np.asarray(x)[0], data),
+                          push=np.array(True), adapt=np.array(bool(sched.adapt[0])), predict=np.array(True))
+      if state is None:
+        state = self.state_for(data, 1, index)
+        step = self._program("stream", self._jitted["stream"], state, tick)
+      state, out = step(state, tick)
+      yield np.asarray(out["labels"]), float(out["loss"])
+
   def run_many(self, items, indices, mesh=None):
     """Many items at once (vmap; sharded over `mesh`). Unequal lengths are padded.
 
@@ -169,7 +202,8 @@ class Runner:
       if mesh is not None:
         chunk = jax.device_put(chunk, put)
       states, outs = self._program(name, self._jitted[name], states, chunk)(states, chunk)
-      parts.append(np.asarray(outs["labels"]))
-    lab = np.concatenate(parts, axis=1)
-    return [(lab[i][np.flatnonzero(s.predict)], self._stats(states, i))
+      parts.append((np.asarray(outs["labels"]), np.asarray(outs["loss"])))
+    lab = np.concatenate([p[0] for p in parts], axis=1)
+    loss = np.concatenate([p[1] for p in parts], axis=1)
+    return [(lab[i][np.flatnonzero(s.predict)], {**self._stats(states, i), "loss": loss[i][:len(s)]})
             for i, (s, _) in enumerate(built)]

@@ -6,7 +6,11 @@ Outputs (`out_dir`):
     results.json                 method, dataset, resolved config, versions, frames,
                                  frames/s, miou, wiou, mvc8, mvc16, per-video metrics,
                                  skipped (non-finite) updates, parameter drift
-    predictions/<video_id>.npz   labels (T x H x W, integer), seconds, skipped, resets
+    predictions/<video_id>.npz   labels (T x H x W, integer), seconds, skipped, resets,
+                                 each tick's loss
+    overlays/<video_id>.jpg      (data.name=frames: unlabelled videos) predictions over
+                                 8 frames; results.json then has no metrics, and each
+                                 video's frames/s and loss curve
 
 Each video's predictions are written atomically as soon as it finishes; a rerun
 with the same `out_dir` skips finished videos (resume after a kill).
@@ -18,6 +22,7 @@ import time
 from pathlib import Path
 
 import jax
+import numpy as np
 from tqdm.auto import tqdm
 
 from ttt_jax.data.datasets import load_videos
@@ -27,8 +32,9 @@ from ttt_jax.methods.model_source import source_model
 from ttt_jax.methods.registry import get_method
 from ttt_jax.runner import hosts
 from ttt_jax.runner.programs import DRIVERS, ProgramCache, Runner
-from ttt_jax.runner.results import results, save_predictions
+from ttt_jax.runner.results import results, save_predictions, unlabelled_results
 from ttt_jax.runner.scoring import score
+from ttt_jax.viz.overlay import write_overlay_strip
 
 
 def is_point_config(config) -> bool:
@@ -96,6 +102,14 @@ def run(config, out_dir, *, progress: bool = True, programs: ProgramCache | None
   bar.close()
   if not hosts.finish_and_elect():
     return {}
+  if d.name == "frames":  # your own video: no labels, so no metrics; overlays to look at
+    ids = []
+    for vid, frames, _ in load_videos(d):
+      ids.append(vid)
+      write_overlay_strip(out / "overlays" / f"{vid}.jpg", frames, np.load(pred_dir / f"{vid}.npz")["labels"])
+    res = unlabelled_results(config, meta, pred_dir, ids, runner.compile_seconds)
+    write_json(out / "results.json", res)
+    return res
   # Score every video from its saved predictions (this run's and any resumed ones).
   scored = score(((vid, gt) for vid, _, gt in load_videos(d)), pred_dir, d.num_classes,
                  runner.plan.first_scored)
