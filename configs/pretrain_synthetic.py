@@ -18,7 +18,9 @@ import ml_collections
 def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
   c.seed = 0
-  c.model = ml_collections.ConfigDict(dict(size="small", head_norm="group", drop_path_rate=0.1))
+  c.model = ml_collections.ConfigDict(dict(size="small", head_norm="group", drop_path_rate=0.1,
+                                           compute_dtype="float32"))  # or bfloat16 (f32 state)
+  c.data_parallel = 0            # devices the batch is split over: 0 one, -1 all, N the first N
   c.data = ml_collections.ConfigDict(dict(seed=1, num_images=1024, height=64, width=64, num_classes=8))
   c.steps = 3500
   c.batch_size = 16

@@ -133,3 +133,44 @@ def test_the_stand_in_teacher_and_the_point_model_train_resume_and_load(tmp_path
   assert meta["teacher_digest"] == t.digest
   with pytest.raises(ValueError, match="holds a 'room_teacher' model"):
     load_model(teacher_dir, "segformer")
+
+
+def test_data_parallel_pretraining_matches_one_device(tmp_path):
+  """Two steps with the batch split over the 4 simulated devices give the one-device
+  weights (float round-off); a batch that does not split is refused."""
+  import jax
+  from ttt_jax.train.pretrain import pretrain
+  runs = {}
+  for name, dp in (("one", 0), ("four", -1)):
+    c = _cfg(2)
+    c.batch_size, c.data_parallel = 4, dp
+    runs[name] = load_model(pretrain(c, tmp_path / name, progress=False))[0]["params"]
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(runs["one"]), jax.tree.leaves(runs["four"])):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  c = _cfg(2)
+  c.batch_size, c.data_parallel = 3, -1
+  with pytest.raises(ValueError, match="batch_size=3 does not split over data_parallel=4 devices"):
+    pretrain(c, tmp_path / "bad", progress=False)
+
+
+def test_bfloat16_pretraining_computes_in_bfloat16_and_keeps_float32_state():
+  """Traced, not run: the step's model ops are bfloat16, its new state float32."""
+  import jax
+  import jax.numpy as jnp
+  from ttt_jax.checkpoint.model_io import init_variables
+  from ttt_jax.models.segformer import YSegFormer, segformer_config
+  from ttt_jax.train.loop import TrainState
+  from ttt_jax.train.pretrain import make_optimizer, make_train_step
+  c = _cfg(2)
+  jaxprs = {}
+  for dt in ("float32", "bfloat16"):
+    mcfg = segformer_config("tiny", 8, head_norm=c.model.head_norm, compute_dtype=dt)
+    tx = make_optimizer(c)
+    v = init_variables(mcfg, jax.random.key(0), (32, 32))
+    state = TrainState(v["params"], v.get("batch_stats", {}), tx.init(v["params"]), jnp.zeros((), jnp.int32))
+    args = (state, np.zeros((2, 32, 32, 3), np.uint8), np.zeros((2, 32, 32), np.int32), jax.random.key(1))
+    step = make_train_step(YSegFormer(mcfg), tx, c)
+    new, _ = jax.eval_shape(step, *args)
+    assert {x.dtype for x in jax.tree.leaves(new.params)} == {np.dtype("float32")}, dt
+    jaxprs[dt] = str(jax.make_jaxpr(step)(*args))
+  assert "bf16" not in jaxprs["float32"] and jaxprs["bfloat16"].count("bf16[") > 100
