@@ -9,6 +9,7 @@ import numpy as np
 
 from ttt_jax.io.files import save_npz
 from ttt_jax.io.versions import versions
+from ttt_jax.runner.scoring import add_totals
 
 SCHEMA = 2  # 2: grouped method config (method.kind, method.<kind> blocks), runtime hparams
 
@@ -61,12 +62,7 @@ def unlabelled_results(config, model_meta: dict, pred_dir: Path, video_ids, comp
   for vid in video_ids:
     z = np.load(Path(pred_dir) / f"{vid}.npz")
     n, secs = len(z["labels"]), float(z["seconds"])
-    tot["frames"] += n
-    tot["seconds"] += secs
-    tot["skipped"] += int(z["skipped"])
-    tot["resets"] += int(z["resets"])
-    for g, v in zip(z["drift_groups"].tolist(), z["drift"].tolist()):
-      drift.setdefault(g, []).append(v)
+    add_totals(tot, drift, z)
     per_video[vid] = {"frames": n, "fps": n / secs if secs > 0 else float("nan"),
                       "loss_curve": z["loss"].tolist() if "loss" in z else None}
   return {**_common(config, model_meta, tot, drift, compile_seconds),

@@ -24,11 +24,17 @@ def score(items, pred_dir, num_classes: int, first_scored) -> dict:
                        f"{gt.shape}; remove the file (or --out) to recompute")
     first = first_scored(len(gt))
     acc.add(vid, z["labels"][first:], gt[first:])
-    tot["seconds"] += float(z["seconds"])
-    tot["skipped"] += int(z["skipped"])
-    tot["resets"] += int(z["resets"])
-    tot["frames"] += len(gt)
-    if "drift" in z:  # predictions written before drift was recorded have none
-      for g, v in zip(z["drift_groups"].tolist(), z["drift"].tolist()):
-        drift.setdefault(g, []).append(v)
+    add_totals(tot, drift, z)
   return {**acc.summary(), "totals": tot, "drift": drift}
+
+
+def add_totals(tot: dict, drift: dict, z) -> None:
+  """Adds one item's saved predictions (`z`, an npz) to the run's totals (seconds,
+  skipped updates, resets, frames) and its per-group parameter drift."""
+  tot["seconds"] += float(z["seconds"])
+  tot["skipped"] += int(z["skipped"])
+  tot["resets"] += int(z["resets"])
+  tot["frames"] += len(z["labels"])
+  if "drift" in z:  # predictions written before drift was recorded have none
+    for g, v in zip(z["drift_groups"].tolist(), z["drift"].tolist()):
+      drift.setdefault(g, []).append(v)
