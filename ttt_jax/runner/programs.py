@@ -169,7 +169,7 @@ class Runner:
       first = frame.shape
       data = self.plan.make_ticks(f"{item_id} frame {t}", frame[None])
       tick = Tick(data=jax.tree.map(lambda x: np.asarray(x)[0], data),
-                          push=np.array(True), adapt=np.array(bool(sched.adapt[0])), predict=np.array(True))
+                  push=np.array(True), adapt=np.array(bool(sched.adapt[0])), predict=np.array(True))
       if state is None:
         state = self.state_for(data, 1, index)
         step = self._program("stream", self._jitted["stream"], state, tick)
