@@ -2,8 +2,12 @@
 
   python benchmarks/cast.py                              # held-out seeds 1 2 3
   python benchmarks/cast.py --seeds 0 --scale 0.25       # a quick look on the tuning seed
-  python benchmarks/cast.py --variant tiny --seeds 1 --work /tmp/cast_smoke   # seconds
+  python benchmarks/cast.py --variant tiny --seeds 1 --work /tmp/cast_smoke --foundation no   # minutes
 
+First, once for all seeds (unless --foundation no): WORK/foundation_teacher/ and
+WORK/foundation_student/, the teacher's and the student's architecture trained on
+generic shapes (configs/cast.py:foundation), the stand-in for the paper's DINOv2
+start; every stage below starts from them (their class heads fresh).
 Per seed (data seed = run seed), under WORK/seed<s>/:
   main/            all stages as configured: teacher_sup, teacher_self (with the pixel
                    loss), student (L_sup + L_semi + L_pxl), refine
@@ -57,13 +61,22 @@ def config(variant: str, seed: int, scale: float, overrides: list[str]):
   return apply_overrides(c, overrides)
 
 
-def run_row(work: Path, variant, seed, scale, row) -> dict:
+def foundation(work: Path, role: str, scale: float, progress: bool) -> tuple[Path, dict]:
+  """The `role`'s foundation model (configs/cast.py:foundation[_student], data seed 0 of
+  the generic shapes, shared by every benchmark seed as DINOv2 is), trained once."""
+  variant = "foundation" if role == "teacher" else "foundation_student"
+  out = work / f"foundation_{role}"
+  res = run_cast(config(variant, 0, scale, []), out, progress=progress)
+  return out / "teacher_sup" / "model", res["teacher_sup"]
+
+
+def run_row(work: Path, variant, seed, scale, row, init: list[str]) -> dict:
   directory, reads, stage, over = row
   out = work / f"seed{seed}" / directory
   if reads is not None and not (out / reads / "model").is_dir():   # share the stage it starts from
     src = work / f"seed{seed}" / "main" / reads
     shutil.copytree(src, out / reads, dirs_exist_ok=True)
-  c = config(variant, seed, scale, over + [f"stage={'all' if directory == 'main' else stage}"])
+  c = config(variant, seed, scale, init + over + [f"stage={'all' if directory == 'main' else stage}"])
   return run_cast(c, out, progress=False)[stage]
 
 
@@ -79,15 +92,30 @@ def main():
   p.add_argument("--scale", type=float, default=1.0, help="multiplies every stage's steps")
   p.add_argument("--work", default=str(ROOT / "benchmarks" / "work_cast"))
   p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "cast.json"))
+  p.add_argument("--foundation", choices=("yes", "no", "only-teacher", "only-student"), default="yes",
+                 help="start teacher and student from foundation models trained on generic shapes (default); "
+                      "'no': from random weights; 'only-*': train that foundation model and stop (to train the "
+                      "two side by side before the seeds)")
+  p.add_argument("--foundation-scale", type=float, default=1.0, help="multiplies the foundation's steps")
   a = p.parse_args()
   compile_cache.enable()
   work = Path(a.work)
   t0 = time.perf_counter()
+  init, found = [], {}
+  if a.foundation != "no":
+    for role in ("teacher", "student"):
+      if a.foundation in ("yes", f"only-{role}"):
+        path, found[role] = foundation(work, role, a.foundation_scale, progress=True)
+        init.append(f"{role}.init_model={path}")
+        print(f"foundation {role}: mask AP {100 * found[role]['ap']:.2f}, AP50 {100 * found[role]['ap50']:.2f} "
+              "on generic shapes")
+    if a.foundation.startswith("only-"):
+      return
   per_seed = {name: [] for name in ROWS}
   for seed in a.seeds:
-    run_row(work, a.variant, seed, a.scale, ROWS["student, refined"])   # main first: the others start from it
+    run_row(work, a.variant, seed, a.scale, ROWS["student, refined"], init)   # main first: the others start from it
     for name, row in ROWS.items():
-      per_seed[name].append(run_row(work, a.variant, seed, a.scale, row))
+      per_seed[name].append(run_row(work, a.variant, seed, a.scale, row, init))
   table = {name: {"ap": summary([100 * r["ap"] for r in rs]), "ap50": summary([100 * r["ap50"] for r in rs]),
                   "steps_per_s": summary([r["steps_per_s"] or 0.0 for r in rs])} for name, rs in per_seed.items()}
   print(f"CAST, synthetic instances, seeds {a.seeds} (variant {a.variant!r}, steps x {a.scale})")
@@ -96,6 +124,8 @@ def main():
     print(f"{name:<30} {r['ap']['mean']:7.2f} +- {r['ap']['std']:4.2f} {r['ap50']['mean']:7.2f} +- "
           f"{r['ap50']['std']:4.2f} {r['steps_per_s']['mean']:8.2f}")
   write_json(a.json, {"seeds": a.seeds, "variant": a.variant, "scale": a.scale, "table": table,
+                      "foundation": {r: {"ap": 100 * f["ap"], "ap50": 100 * f["ap50"], "steps": f["steps_run"]}
+                                     for r, f in found.items()},
                       "seconds": time.perf_counter() - t0, "versions": versions(),
                       "config": config(a.variant, a.seeds[0], a.scale, []).to_dict()})
   print(f"wrote {a.json}")

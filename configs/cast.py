@@ -7,7 +7,9 @@ synthetic instance benchmark (ttt_jax/train/cast.py).
 Variants (`get_config(arg)`): '' the embedded CPU default ('demo' student and its
 larger 'demo_teacher' at 112 x 112), 'tiny' (tests), 'paper' (the paper's sizes
 and settings, for Cityscapes at 518 px on an accelerator: set data.name and
-data.root).
+data.root), 'foundation' and 'foundation_student' (the starting models of
+benchmarks/cast.py: each architecture trained on generic shapes; `<role>.init_model`
+starts a stage from one).
 """
 import ml_collections
 
@@ -27,14 +29,14 @@ def get_config(arg: str = ""):
   c.data = ml_collections.ConfigDict(dict(
       name="synthetic", seed=0, size="demo", num_train=400, labelled_fraction=0.1, num_val=100,
       root="", train_json="", val_json="", image_dir="", limit=0))
-  c.model = ml_collections.ConfigDict(dict(patch_size=14))
+  c.model = ml_collections.ConfigDict(dict(patch_size=14, compute_dtype="float32"))   # or bfloat16
   # Paper: teacher AdamW wd 0.01, batch 4; student wd 0.05, batch 8, clip 0.1, dropout 0.1;
   # contrastive weight 0.2; mask 5 / class 2 loss weights.
   c.teacher = ml_collections.ConfigDict(dict(
-      size="demo_teacher", init_encoder="", lr=3e-4, weight_decay=0.01, clip=1.0, dropout=0.0,
+      size="demo_teacher", init_model="", init_encoder="", lr=3e-4, weight_decay=0.01, clip=1.0, dropout=0.0,
       batch=4, unlabelled_batch=4, steps_sup=600, steps=600, lambda_semi=1.0, lambda_pxl=0.2))
   c.student = ml_collections.ConfigDict(dict(
-      size="demo", init_encoder="", lr=3e-4, weight_decay=0.05, clip=0.1, dropout=0.1,
+      size="demo", init_model="", init_encoder="", lr=3e-4, weight_decay=0.05, clip=0.1, dropout=0.1,
       batch=4, unlabelled_batch=4, steps=900, lambda_semi=1.0, lambda_pxl=0.2,
       box_masks=""))   # a `sam2-bridge boxes` cache: SAM2's masks for the teacher's pseudo-label boxes
   c.refine = ml_collections.ConfigDict(dict(lr=1e-4, weight_decay=0.05, clip=0.1, batch=8, steps=200))
@@ -73,6 +75,18 @@ def get_config(arg: str = ""):
     c.contrast.num_negatives, c.contrast.temperature = 256, 0.2
     c.contrast.max_anchors = 4096
     c.save_every, c.log_every = 1000, 100
+  elif arg in ("foundation", "foundation_student"):
+    # The foundation models the benchmark starts from (the paper's DINOv2 stand-in): the
+    # teacher's ('foundation') or the student's architecture trained with full labels
+    # on generic shapes (data.shapes), not on the benchmark's images or classes:
+    #   ttt-jax pretrain configs/cast.py:foundation --out F; then teacher.init_model=F/teacher_sup/model
+    c.stage = "teacher_sup"
+    c.data.name, c.data.num_train, c.data.labelled_fraction, c.data.num_val = "shapes", 2000, 1.0, 100
+    if arg == "foundation_student":
+      c.teacher.size = c.student.size
+    c.teacher.lr, c.teacher.steps_sup, c.teacher.batch = 1e-3, 1500, 8
+    c.save_every, c.log_every = 250, 50
   elif arg:
-    raise ValueError(f"unknown variant {arg!r} of cast.py; expected '', 'tiny' or 'paper'")
+    raise ValueError(f"unknown variant {arg!r} of cast.py; expected '', 'tiny', 'paper', 'foundation' "
+                     "or 'foundation_student'")
   return c

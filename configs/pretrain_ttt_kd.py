@@ -11,7 +11,7 @@ def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
   c.task = "ttt_kd"
   c.seed = 0
-  c.model = ml_collections.ConfigDict(dict(size="demo"))
+  c.model = ml_collections.ConfigDict(dict(size="demo", compute_dtype="float32"))   # or bfloat16
   c.data = ml_collections.ConfigDict(dict(dataset="office", seed=0, num_scenes=64, size="demo"))
   c.num_points = 2048
   c.teacher_path = ""            # '' = the shipped stand-in teacher

@@ -12,7 +12,8 @@ def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
   c.task = "room_teacher"
   c.seed = 0
-  c.model = ml_collections.ConfigDict(dict(widths=(24, 48, 64), feature_dim=32))
+  c.model = ml_collections.ConfigDict(dict(widths=(24, 48, 64), feature_dim=32,
+                                           compute_dtype="float32"))   # or bfloat16 (training)
   c.data = ml_collections.ConfigDict(dict(seed=0, num_rooms=300, views=8, image_hw=(48, 64)))
   c.steps = 3000
   c.batch_size = 32

@@ -101,3 +101,50 @@ def test_stage_without_the_previous_one_and_a_mismatched_teacher_are_refused(fin
   save_model(tmp_path / "teacher_self" / "model", zeros, other)
   assert main(["pretrain", f"{CONFIGS / 'cast'}.py:tiny", "stage=student", "--out", str(tmp_path), "--quiet"]) == 2
   assert "model.json does not match the config's teacher" in capsys.readouterr().err
+
+
+def test_a_stage_starts_from_a_foundation_model_but_its_class_head(finished, tmp_path):
+  from ttt_jax.train.cast import initial_variables
+  path = finished / "teacher_sup" / "model"
+  saved, _, _ = load_model(path, "instance_seg")
+  v, _ = initial_variables(tiny(f"student.init_model={path}"), "student")
+  fresh, _ = initial_variables(tiny(), "student")
+  jax = __import__("jax")
+  for (k, a), b, c in zip(jax.tree_util.tree_flatten_with_path(v)[0], jax.tree.leaves(saved), jax.tree.leaves(fresh)):
+    want = c if "class_embed" in jax.tree_util.keystr(k) else b
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(want), err_msg=jax.tree_util.keystr(k))
+  other = instance_seg_config("tiny", 4, image_size=112)   # another position-embedding grid
+  zeros = jax.tree.map(lambda a: np.zeros(a.shape, a.dtype), abstract_variables(other))
+  save_model(tmp_path / "other", zeros, other)
+  with pytest.raises(ValueError, match=r"other: .*position.* has shape"):
+    initial_variables(tiny(f"student.init_model={tmp_path / 'other'}"), "student")
+
+
+def test_bfloat16_cast_step_computes_in_bfloat16_and_keeps_float32_state():
+  """Traced, not run: with `model.compute_dtype=bfloat16` the instance model's ops are
+  bfloat16 while the new state (and the loss) stay float32; float32 has none."""
+  import jax
+  import jax.numpy as jnp
+  from ttt_jax.data.instance_sets import load_sets
+  from ttt_jax.train import cast as cast_train
+  from ttt_jax.train.cast_step import CastState, make_optimizer, make_step, predict_fn
+  c = tiny()
+  sets = load_sets(c)
+  lab = {"images_BHW3": sets["labelled"]["images_NHW3"][:2], "labels_BG": sets["labelled"]["labels_NG"][:2],
+         "masks_BGHW": sets["labelled"]["masks_NGHW"][:2]}
+  v, cfg = cast_train.initial_variables(c, "student")
+  hw = jax.eval_shape(predict_fn(cfg), v, lab["images_BHW3"])[1].shape[-2:]   # the mask logits' size
+  unl = {"images_BHW3": sets["unlabelled"]["images_NHW3"][:2], "labels_BG": lab["labels_BG"],
+         "masks_BGhw": np.zeros((2, c.max_targets, *hw), bool)}
+  tx = make_optimizer(1e-3, 10, 0.01, 1.0)
+  state = CastState(v["params"], v["batch_stats"], tx.init(v["params"]), jnp.zeros((), jnp.int32), {})
+  jaxprs = {}
+  for dt in ("float32", "bfloat16"):
+    step = make_step(cfg, tx, lambda_semi=1.0, lambda_pxl=0.2, contrast=cast_train._contrast(c),  # noqa: SLF001
+                     set_cfg=cast_train._set_cfg(c), compute_dtype=dt)  # noqa: SLF001
+    new, metrics = jax.eval_shape(step, state, lab, unl, jax.random.key(0))
+    floats = {x.dtype for x in jax.tree.leaves((new.params, new.batch_stats, new.opt_state, metrics))
+              if jnp.issubdtype(x.dtype, jnp.floating)}
+    assert floats == {np.dtype("float32")}, f"{dt}: {floats}"
+    jaxprs[dt] = str(jax.make_jaxpr(step)(state, lab, unl, jax.random.key(0)))
+  assert "bf16" not in jaxprs["float32"] and jaxprs["bfloat16"].count("bf16[") > 100

@@ -18,20 +18,28 @@ def _cfg(steps, variant=""):
   return c
 
 
-def test_pretrain_resumes_and_writes_model(tmp_path):
+def test_pretrain_resumes_and_writes_model_and_data_parallel_matches(tmp_path):
+  """Killed after step 1 and resumed on one device, the run ends with the weights of
+  an uninterrupted run with the batch split over the 4 simulated devices (float
+  round-off); a batch that does not split is refused."""
+  import jax
   from ttt_jax.train.pretrain import pretrain
-  assert pretrain(_cfg(4), tmp_path, progress=False, stop_at=2) is None  # "killed" after step 2
-  assert (tmp_path / "checkpoints" / "2").exists() and not (tmp_path / "model").exists()
-  d = pretrain(_cfg(4), tmp_path, progress=False)  # resumes at step 2, not from scratch
-  v, cfg, meta = load_model(d)
-  assert cfg.num_labels == 8 and meta["log"][0]["step"] == 3
-  fresh = pretrain(_cfg(4), tmp_path / "fresh", progress=False)
-  v2, _, _ = load_model(fresh)
-  # Resumed and uninterrupted training agree.
-  for a, b in zip(*(np.asarray(x) for x in (v["params"]["decode_head"]["classifier"]["kernel"],
-                                            v2["params"]["decode_head"]["classifier"]["kernel"]))):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+  def cfg(dp, batch=4):
+    c = _cfg(2)
+    c.batch_size, c.data_parallel, c.save_every = batch, dp, 1
+    return c
+  assert pretrain(cfg(0), tmp_path, progress=False, stop_at=1) is None  # "killed" after step 1
+  assert (tmp_path / "checkpoints" / "1").exists() and not (tmp_path / "model").exists()
+  d = pretrain(cfg(0), tmp_path, progress=False)  # resumes at step 1, not from scratch
+  v, mcfg, meta = load_model(d)
+  assert mcfg.num_labels == 8 and meta["log"][0]["step"] == 2
   assert json.loads((d / "model.json").read_text())["arch"] == "segformer"
+  v4, _, _ = load_model(pretrain(cfg(-1), tmp_path / "four", progress=False))
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(v["params"]), jax.tree.leaves(v4["params"])):
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  with pytest.raises(ValueError, match="batch_size=3 does not split over data_parallel=4 devices"):
+    pretrain(cfg(-1, batch=3), tmp_path / "bad", progress=False)
 
 
 def test_mae_phase_then_probe_with_colour_jitter(tmp_path):
@@ -116,41 +124,32 @@ def test_reconstruction_head_batchnorm_keeps_the_statistics_of_masked_inputs():
 def test_the_stand_in_teacher_and_the_point_model_train_resume_and_load(tmp_path):
   """TTT-KD's two trainings (`ttt-jax pretrain` with task room_teacher, then ttt_kd):
   the point model's killed after step 2 resumes there (both run the resumable loop
-  that `test_pretrain_resumes_and_writes_model` checks against an uninterrupted run)."""
+  that `test_pretrain_resumes_and_writes_model_and_data_parallel_matches` checks
+  against an uninterrupted run).
+  Both compute in bfloat16 here (float32 is the same code less the casts): finite
+  losses, float32 weights saved."""
   from ttt_jax.methods.kd_targets import Teacher
   from ttt_jax.train.point_pretrain import pretrain_points
   from ttt_jax.train.teacher import train_teacher
-  teacher_dir = train_teacher(load_config_file("configs/room_teacher.py:tiny"), tmp_path / "t", progress=False)
+  tc = load_config_file("configs/room_teacher.py:tiny")
+  tc.model.compute_dtype = "bfloat16"
+  teacher_dir = train_teacher(tc, tmp_path / "t", progress=False)
   t = Teacher(teacher_dir)
   assert t.features(np.zeros((2, 24, 32, 3), np.uint8)).shape == (2, 6, 8, t.dim)
   assert load_model(teacher_dir)[2]["note"].endswith("not DINOv2")
   pc = load_config_file("configs/pretrain_ttt_kd.py:tiny")
   pc.teacher_path = str(teacher_dir)
+  pc.model.compute_dtype = "bfloat16"
   assert pretrain_points(pc, tmp_path / "p", progress=False, stop_at=2) is None
   assert (tmp_path / "p" / "checkpoints" / "2").exists() and not (tmp_path / "p" / "model").exists()
   v, cfg, meta = load_model(pretrain_points(pc, tmp_path / "p", progress=False), "point_seg")
   assert cfg.teacher_dim == t.dim and cfg.num_classes == 9 and meta["log"][0]["step"] == 4
   assert meta["teacher_digest"] == t.digest
+  assert all(np.isfinite(r["ce"]) and np.isfinite(r["kd"]) for r in meta["log"])
+  for tree in (v, load_model(teacher_dir)[0]):
+    assert {np.asarray(x).dtype for x in __import__("jax").tree.leaves(tree)} == {np.dtype("float32")}
   with pytest.raises(ValueError, match="holds a 'room_teacher' model"):
     load_model(teacher_dir, "segformer")
-
-
-def test_data_parallel_pretraining_matches_one_device(tmp_path):
-  """Two steps with the batch split over the 4 simulated devices give the one-device
-  weights (float round-off); a batch that does not split is refused."""
-  import jax
-  from ttt_jax.train.pretrain import pretrain
-  runs = {}
-  for name, dp in (("one", 0), ("four", -1)):
-    c = _cfg(2)
-    c.batch_size, c.data_parallel = 4, dp
-    runs[name] = load_model(pretrain(c, tmp_path / name, progress=False))[0]["params"]
-  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(runs["one"]), jax.tree.leaves(runs["four"])):
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
-  c = _cfg(2)
-  c.batch_size, c.data_parallel = 3, -1
-  with pytest.raises(ValueError, match="batch_size=3 does not split over data_parallel=4 devices"):
-    pretrain(c, tmp_path / "bad", progress=False)
 
 
 def test_bfloat16_pretraining_computes_in_bfloat16_and_keeps_float32_state():

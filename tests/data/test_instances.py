@@ -117,3 +117,22 @@ def test_sets_are_padded_and_bad_input_is_refused(monkeypatch):
   monkeypatch.setattr(instances, "make_split", lambda *a: [unknown])
   with pytest.raises(ValueError, match="image y has instances of unknown classes"):
     load_sets(c)
+
+
+def test_shapes_for_foundation_pretraining_are_seeded_labelled_and_of_other_classes():
+  from ttt_jax.data import shapes
+  a = shapes.make_shapes_image(0, 5, "demo")
+  assert np.array_equal(a.image_HW3, shapes.make_shapes_image(0, 5, "demo").image_HW3)
+  assert not np.array_equal(a.image_HW3, shapes.make_shapes_image(1, 5, "demo").image_HW3)
+  ims = [shapes.make_shapes_image(0, i, "demo") for i in range(20)]
+  assert set(np.concatenate([im.labels_N for im in ims]).tolist()) == set(range(len(shapes.CLASSES)))
+  assert np.mean([len(im.labels_N) for im in ims]) >= 5
+  for im in ims:
+    assert not (im.masks_NHW.sum(0) > 1).any() and im.masks_NHW.reshape(len(im.labels_N), -1).any(1).all()
+  assert set(shapes.CLASSES).isdisjoint(instances.CLASSES)
+  from ml_collections import ConfigDict
+  c = ConfigDict(dict(num_classes=4, max_targets=8, image_hw=(56, 56), model=dict(patch_size=14), data=dict(
+      name="shapes", seed=0, size="tiny", num_train=6, labelled_fraction=1.0, num_val=3)))
+  sets = load_sets(c)
+  assert sets["labelled"]["images_NHW3"].shape == (6, 56, 56, 3) and len(sets["unlabelled"]["images_NHW3"]) == 0
+  assert sets["classes"] == shapes.CLASSES and [im.image_id for im in sets["val"]][0] == "shapes-s0-1000000"

@@ -156,3 +156,20 @@ def test_bad_scenes_fail_early_naming_the_scene_or_file(teacher_dir, tmp_path, m
   with pytest.raises(ValueError, match=f"scene {sid2}: 1 points have NaN"):
     run_scenes.run_scenes(c, tmp_path / "run", progress=False)
   assert not list((tmp_path / "run" / "predictions").iterdir())
+
+
+def test_bfloat16_ttt_kd_adapts_and_predicts_as_float32(teacher_dir):
+  """`model.compute_dtype=bfloat16` on the point model: finite losses, a float32 state
+  (the run's drift is measured on it) and the labels of float32 on nearly every point."""
+  (sid, s), = _scenes(1)
+  labels = {}
+  for dt in ("float32", "bfloat16"):
+    c = _config("ttt_kd", teacher_dir, **{"model.compute_dtype": dt})
+    runner = Runner(TTTKD().build(c, source_model(c)), scan_chunk=1)
+    lab, stats = runner.run_one(sid, s, 0)
+    assert np.isfinite(stats["loss"]).all() and stats["drift"]["backbone"] > 0, dt
+    valid = np.asarray(lab) >= 0
+    labels[dt] = np.asarray(lab)[valid]
+  agree = float(np.mean(labels["float32"] == labels["bfloat16"]))
+  print(f"point model bfloat16 / float32 label agreement: {agree:.4f}")
+  assert agree >= 0.95, f"bfloat16 point labels agree with float32 on {agree:.4f} of points"

@@ -2,7 +2,8 @@
 arrays, checked before any training.
 
 `c.data.name`: 'synthetic' (`data.instances`; `seed`, `size`, `num_train`,
-`labelled_fraction`, `num_val`), 'cityscapes' (`root`; labelled/unlabelled split of
+`labelled_fraction`, `num_val`), 'shapes' (`data.shapes`, the same keys: the
+foundation pretraining's generic shapes), 'cityscapes' (`root`; labelled/unlabelled split of
 `train` by `labelled_fraction`, val = `val`) or 'coco' (`train_json`, `val_json`,
 `image_dir`); real images are resized to `c.image_hw` (area; masks nearest).
 
@@ -72,6 +73,12 @@ def load_sets(c) -> dict:
     unl = instances.make_split(d.seed, "unlabelled", counts["unlabelled"], d.size)
     val = instances.make_split(d.seed, "val", d.num_val, d.size)
     names = instances.CLASSES
+  elif d.name == "shapes":   # generic shapes, the foundation pretraining's data
+    from ttt_jax.data.shapes import CLASSES as names, make_shapes_image
+    counts = instances.split_counts(d.num_train, d.labelled_fraction)
+    lab = [make_shapes_image(d.seed, i, d.size) for i in range(d.num_train)]
+    lab, unl = lab[:counts["labelled"]], lab[counts["labelled"]:]
+    val = [make_shapes_image(d.seed, 10**6 + i, d.size) for i in range(d.num_val)]
   elif d.name == "cityscapes":
     from ttt_jax.data.cityscapes import CLASSES, read_cityscapes
     lab, unl = _split_train(read_cityscapes(d.root, "train", d.get("limit") or None), d)
@@ -82,7 +89,7 @@ def load_sets(c) -> dict:
     lab, unl = _split_train(train, d)
     val, _ = read_coco(d.val_json, d.image_dir, d.get("limit") or None)
   else:
-    raise ValueError(f"unknown data.name {d.name!r}; expected synthetic, cityscapes or coco")
+    raise ValueError(f"unknown data.name {d.name!r}; expected synthetic, shapes, cityscapes or coco")
   if not lab:
     raise ValueError(f"the labelled set of data.name={d.name!r} is empty (labelled_fraction "
                      f"{d.labelled_fraction}); CAST needs labelled images")
@@ -91,7 +98,7 @@ def load_sets(c) -> dict:
   for what, group in (("labelled", lab), ("unlabelled", unl), ("val", val)):
     for im in group:
       check_image(im, c.num_classes, f"{d.name} {what}")
-  if d.name != "synthetic":   # real images to the config's size (the synthetic ones are made at it)
+  if d.name not in ("synthetic", "shapes"):   # real images to the config's size (the synthetic ones are made at it)
     lab, unl, val = ([resize_instances(im, tuple(c.image_hw)) for im in g] for g in (lab, unl, val))
   p = c.model.patch_size
   h, w = lab[0].image_HW3.shape[:2]

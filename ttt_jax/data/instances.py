@@ -165,14 +165,21 @@ def make_image(seed: int, split: str, index: int, size: str = "demo", min_area: 
       _shade(img, region, rng)
     labels.append(cls)
   img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+  return painted_instances(img, inst, labels, min_area, f"{split}-s{seed}-{index:05d}")
+
+
+def painted_instances(image_HW3, inst_HW, labels, min_area: int, image_id: str) -> InstanceImage:
+  """The `InstanceImage` of a painted image: instance k (1-based in `inst_HW`, class
+  `labels[k - 1]`) is what stayed visible of it; those under `min_area` pixels are
+  dropped. Arrays read-only (the generators cache their images)."""
   masks, keep = [], []
   for k, cls in enumerate(labels, start=1):
-    m = inst == k
+    m = inst_HW == k
     if m.sum() >= min_area:
       masks.append(m)
       keep.append(cls)
-  masks_NHW = np.stack(masks) if masks else np.zeros((0, px, px), bool)
-  out = InstanceImage(img, masks_NHW, np.asarray(keep, np.int32), f"{split}-s{seed}-{index:05d}")
+  masks_NHW = np.stack(masks) if masks else np.zeros((0, *inst_HW.shape), bool)
+  out = InstanceImage(image_HW3, masks_NHW, np.asarray(keep, np.int32), image_id)
   for a in (out.image_HW3, out.masks_NHW, out.labels_N):
     a.flags.writeable = False
   return out

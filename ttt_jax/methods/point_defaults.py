@@ -57,6 +57,7 @@ def point_config(kind: str = "ttt_kd", *, name: str | None = None, stride: int =
   md.teacher_dim = 32            # with 'random'
   md.drop_path = -1.0            # with 'random': stochastic depth (< 0: the size's)
   md.init_seed = 0
+  md.compute_dtype = "float32"   # float32 | bfloat16 (forward in bf16; parameters, optimizer in f32)
   c.data = d = ml_collections.ConfigDict()
   d.name = "rooms"               # rooms | scannet | pointcept (data.scenes)
   d.dataset = "office"           # rooms: office (the source) | home (out of distribution)

@@ -38,6 +38,7 @@ scene's own statistics, nothing trained).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import jax
@@ -51,6 +52,7 @@ from ttt_jax.engine.step import Learner, StepConfig, make_hparams
 from ttt_jax.methods.base import Plan, SourceModel, Variables, program_key
 from ttt_jax.methods.kd_targets import Teacher, check_scene_views, scene_features, scene_targets
 from ttt_jax.methods.optim import lr_hparams, make_optimizer
+from ttt_jax.models.precision import apply_in
 from ttt_jax.models.ptv3 import check_extent, scene_levels
 from ttt_jax.objectives.entropy import entropy_loss
 from ttt_jax.objectives.feature_distill import feature_distill_loss
@@ -67,8 +69,10 @@ def _one(batch):
   return jax.tree.map(lambda x: x[0], batch)
 
 
-def _loss_fn(model, stats_model, m):
+def _loss_fn(model, stats_model, m, compute_dtype: str):
   kind, distance = m.kind, m.ttt_kd.distance
+  apply = functools.partial(apply_in, compute_dtype, model.apply)
+  stats_apply = functools.partial(apply_in, compute_dtype, stats_model.apply)
   if m.ttt_kd.bn not in BN_MODES:
     raise ValueError(f"unknown method.ttt_kd.bn {m.ttt_kd.bn!r}; expected one of {BN_MODES}")
   scene_bn = m.ttt_kd.bn == "scene"
@@ -79,7 +83,7 @@ def _loss_fn(model, stats_model, m):
     """A train-mode pass on the scene's own BatchNorm statistics (momentum 0): the
     outputs of `method` (None: the model's call), and the stats with the scene's in
     place (no gradient)."""
-    out, upd = stats_model.apply(v, s["feat_N6"], s["levels"], train=True, method=method,
+    out, upd = stats_apply(v, s["feat_N6"], s["levels"], train=True, method=method,
                                  mutable=["batch_stats"])
     return out, {**ctx.stats, "batch_stats": jax.lax.stop_gradient(upd["batch_stats"])}
 
@@ -90,7 +94,7 @@ def _loss_fn(model, stats_model, m):
       if scene_bn:   # BatchNorm on the scene's statistics, which the prediction then uses
         (_, kd), stats = scene_pass(ctx, v, s, None)
       else:
-        (_, kd), stats = model.apply(v, s["feat_N6"], s["levels"], train=False), ctx.stats
+        (_, kd), stats = apply(v, s["feat_N6"], s["levels"], train=False), ctx.stats
       kd_loss = feature_distill_loss(kd, s["teacher_NC"], s["views_N"], s["valid_N"], distance)
       return kd_loss, (stats, ctx.method_state)
     logits, stats = scene_pass(ctx, v, s, "segment")
@@ -100,9 +104,10 @@ def _loss_fn(model, stats_model, m):
   return loss
 
 
-def _predict_fn(model):
+def _predict_fn(model, compute_dtype: str):
   def predict(trainable, ctx, data):
-    logits = model.apply(ctx.variables(trainable), data["feat_N6"], data["levels"], train=False, method="segment")
+    logits = apply_in(compute_dtype, model.apply, ctx.variables(trainable), data["feat_N6"], data["levels"],
+                      train=False, method="segment")
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   return predict
 
@@ -188,7 +193,8 @@ class TTTKD:
     # statistics (momentum 0), without stochastic depth.
     stats_net = dataclasses.replace(cfg, backbone=dataclasses.replace(cfg.backbone, bn_momentum=0.0,
                                                                       drop_path=0.0)).model()
-    learner = Learner(loss_fn=_loss_fn(net, stats_net, m), predict_fn=_predict_fn(net),
+    dtype = config.model.get("compute_dtype", "float32")   # bfloat16: forward in bf16, state float32
+    learner = Learner(loss_fn=_loss_fn(net, stats_net, m, dtype), predict_fn=_predict_fn(net, dtype),
                       optimizer=make_optimizer(m.optimizer))
     trainable, stats, frozen = split_variables(model.variables, tuple(m.trainable))
     step_cfg = StepConfig(memory_slots=1, max_steps=e.max_steps_per_frame, batch_size=1)

@@ -62,12 +62,35 @@ def model_config(c, role: str):
                              embed_dim=c.contrast.embed_dim, patch_size=c.model.patch_size)
 
 
+def _from_model(v, path: str, role: str):
+  """`v` with every weight of the instance model saved at `path` but its class head
+  (the classes it was trained on are not these): the foundation start."""
+  loaded, _, _ = load_model(path, "instance_seg")
+  flat = {jax.tree_util.keystr(k): a for k, a in jax.tree_util.tree_flatten_with_path(loaded)[0]}
+  ours = jax.tree_util.tree_flatten_with_path(v)[0]
+  if set(flat) != {jax.tree_util.keystr(k) for k, _ in ours}:
+    raise ValueError(f"{path}: its weights are not those of the config's {role} (another architecture)")
+
+  def pick(k, a):
+    name, b = jax.tree_util.keystr(k), flat[jax.tree_util.keystr(k)]
+    if "class_embed" in name:
+      return a
+    if b.shape != a.shape:
+      raise ValueError(f"{path}: {name} has shape {b.shape}; the config's {role} needs {a.shape}")
+    return jnp.asarray(b, a.dtype)
+  return jax.tree_util.tree_map_with_path(pick, v)
+
+
 def initial_variables(c, role: str):
-  """The starting ('pretrained') weights: random from the seed, or with the encoder of
-  a Hugging Face DINOv2 folder (`<role>.init_encoder`)."""
+  """The starting ('pretrained') weights: random from the seed; or every weight but
+  the class head of an instance model (`<role>.init_model`, a foundation model of
+  `configs/cast.py:foundation`); or with the encoder of a Hugging Face DINOv2 folder
+  (`<role>.init_encoder`)."""
   cfg = model_config(c, role)
   r = c.teacher if role == "teacher" else c.student
   v = init_variables(cfg, jax.random.key(c.seed + (0 if role == "teacher" else 1)), c.image_hw)
+  if r.get("init_model"):
+    v = _from_model(v, r.init_model, role)
   if r.get("init_encoder"):
     import dataclasses
     from ttt_jax.checkpoint.convert_dinov2 import convert_hf_folder
@@ -80,6 +103,12 @@ def initial_variables(c, role: str):
     cfg = dataclasses.replace(cfg, vit=vcfg)
     v = {"params": {**v["params"], "encoder": enc}, "batch_stats": v["batch_stats"]}
   return v, cfg
+
+
+def compute_dtype(c) -> str:
+  """`model.compute_dtype`: 'bfloat16' computes the model in bfloat16, parameters and
+  optimizer state float32 (saved models are float32 either way)."""
+  return c.model.get("compute_dtype", "float32")
 
 
 def _contrast(c) -> pc.ContrastConfig:
@@ -113,7 +142,7 @@ def make_pseudo_labels(variables, cfg, images_NHW3, c, path: Path, progress: boo
   if path.is_file():
     with np.load(path) as z:
       return {k: z[k] for k in z.files}
-  f = predict_fn(cfg)
+  f = predict_fn(cfg, compute_dtype(c))
   pl = jax.jit(jax.vmap(lambda q, m: pseudo_labels(q, m, c.threshold, c.max_targets)))
   rows = []
   for i in tqdm(range(0, len(images_NHW3), c.eval_batch), desc="pseudo-labels", disable=not progress):
@@ -146,9 +175,10 @@ def box_refinement(pseudo: dict, images_NHW3, c, stage_dir: Path) -> dict:
   return {**pseudo, "masks_NGhw": arrays["masks"] & (pseudo["labels_NG"] >= 0)[:, :, None, None]}
 
 
-def predict_instances(variables, cfg, images_NHW3, batch: int, topk: int = 100):
-  """Per image `(masks_THW bool, labels_T, scores_T)` at image resolution."""
-  f = predict_fn(cfg)
+def predict_instances(variables, cfg, images_NHW3, batch: int, topk: int = 100, dtype: str = "float32"):
+  """Per image `(masks_THW bool, labels_T, scores_T)` at image resolution (the model
+  computing in `dtype`)."""
+  f = predict_fn(cfg, dtype)
   h, w = images_NHW3.shape[1:3]
   k = min(topk, cfg.decoder.num_queries * cfg.num_classes)
 
@@ -171,7 +201,7 @@ def evaluate(variables, cfg, val, c, pred_dir: Path | None = None) -> dict:
   """Mask AP on `val`; with `pred_dir`, each image's predictions are written there
   (`instance_io`), for `ttt-jax evaluate --instances`."""
   images = np.stack([im.image_HW3 for im in val])
-  preds = predict_instances(variables, cfg, images, c.eval_batch)
+  preds = predict_instances(variables, cfg, images, c.eval_batch, dtype=compute_dtype(c))
   if pred_dir is not None:
     for im, (m, l, s) in zip(val, preds):
       instance_io.write_instances(pred_dir / f"{im.image_id}.npz", m, l, s)
@@ -213,7 +243,8 @@ def train_stage(stage, c, sets, variables, cfg, pseudo, out: Path, progress: boo
   state = CastState(variables["params"], variables["batch_stats"], tx.init(variables["params"]),
                     jnp.zeros((), jnp.int32), bank)
   step = make_step(cfg, tx, lambda_semi=lam_semi, lambda_pxl=lam_pxl, contrast=_contrast(c), set_cfg=_set_cfg(c),
-                   use_bank=bool(lam_pxl > 0 and k.bank_size), bank_push=k.bank_push)
+                   use_bank=bool(lam_pxl > 0 and k.bank_size), bank_push=k.bank_push,
+                   compute_dtype=compute_dtype(c))
   batch = _batches(c, sets, pseudo, r.batch, n_unl)
   start = latest_step(out / stage / "checkpoints")
   first = []

@@ -13,6 +13,8 @@ Inputs are normalised as DINOv2 expects (ImageNet mean and std, RGB in 0..1).
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -20,6 +22,7 @@ from flax import struct
 
 from ttt_jax.methods.cast_views import random_flip, strong_view
 from ttt_jax.models.instance_seg import InstanceSeg
+from ttt_jax.models.precision import apply_in
 from ttt_jax.objectives import pixel_contrast as pc
 from ttt_jax.objectives.set_loss import set_loss
 
@@ -49,12 +52,14 @@ def make_optimizer(lr: float, steps: int, weight_decay: float, clip: float, powe
 
 
 def make_step(cfg, tx, *, lambda_semi: float, lambda_pxl: float, contrast: pc.ContrastConfig | None, set_cfg,
-              use_bank: bool = False, bank_push: int = 0):
+              use_bank: bool = False, bank_push: int = 0, compute_dtype: str = "float32"):
   """`step(state, lab, unl, key) -> (state, metrics)`, jitted, state donated.
 
   `lab`: images_BHW3 uint8, labels_BG, masks_BGHW; `unl`: images_BHW3, labels_BG,
-  masks_BGhw (pseudo-labels; may be None)."""
+  masks_BGhw (pseudo-labels; may be None). `compute_dtype` 'bfloat16' runs the model
+  in bfloat16 (`models.precision`); matching, losses and the state stay float32."""
   model = InstanceSeg(cfg)
+  apply = functools.partial(apply_in, compute_dtype, model.apply)
 
   def loss_fn(params, batch_stats, bank, lab, unl, key, step):
     k_flip, k_strong, k_sup, k_semi, k_pxl, k_drop = jax.random.split(key, 6)
@@ -66,7 +71,7 @@ def make_step(cfg, tx, *, lambda_semi: float, lambda_pxl: float, contrast: pc.Co
       unl_img, unl_masks = random_flip(kf2, (unl["images_BHW3"], 2), (unl["masks_BGhw"], 3))
       imgs.append(unl_img)
     weak = jnp.concatenate([jnp.asarray(x, jnp.float32) for x in imgs])
-    out, upd = model.apply(v, normalise(weak), train=True, rngs={"dropout": k_drop}, mutable=["batch_stats"])
+    out, upd = apply(v, normalise(weak), train=True, rngs={"dropout": k_drop}, mutable=["batch_stats"])
     cls, masks = out["class_LBQK"], out["mask_LBQhw"]
     l_sup, t_sup = set_loss(k_sup, cls[:, :n_lab], masks[:, :n_lab], lab["labels_BG"], lab_masks, set_cfg)
     total, metrics = l_sup, {"sup": l_sup, "sup_class": t_sup["class"], "sup_mask": t_sup["mask"],
@@ -76,7 +81,7 @@ def make_step(cfg, tx, *, lambda_semi: float, lambda_pxl: float, contrast: pc.Co
       total, metrics["semi"] = total + lambda_semi * l_semi, l_semi
     new_bank = bank
     if lambda_pxl > 0:
-      z_s = model.apply(v, normalise(strong_view(k_strong, weak)), train=True, rngs={"dropout": k_drop},
+      z_s = apply(v, normalise(strong_view(k_strong, weak)), train=True, rngs={"dropout": k_drop},
                         mutable=["batch_stats"], method=InstanceSeg.embed)[0]
       if use_bank:
         l_pxl, new_bank = pc.memory_contrast_loss(k_pxl, bank, out["embed_BhwE"], z_s, cls[-1], masks[-1], step,
@@ -96,12 +101,12 @@ def make_step(cfg, tx, *, lambda_semi: float, lambda_pxl: float, contrast: pc.Co
   return jax.jit(step, donate_argnums=0)
 
 
-def predict_fn(cfg):
+def predict_fn(cfg, compute_dtype: str = "float32"):
   """Jitted `(variables, images_BHW3 uint8) -> (class_BQK, mask_BQhw)` of the last prediction."""
   model = InstanceSeg(cfg)
 
   @jax.jit
   def f(variables, images):
-    out = model.apply(variables, normalise(images), train=False)
+    out = apply_in(compute_dtype, model.apply, variables, normalise(images), train=False)
     return out["class_LBQK"][-1], out["mask_LBQhw"][-1]
   return f

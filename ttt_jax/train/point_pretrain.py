@@ -19,6 +19,7 @@ resumes. The final model goes to `OUT/model` (`checkpoint.model_io`, arch point_
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from ttt_jax.methods.defaults import NORM
 from ttt_jax.methods import optim
 from ttt_jax.methods.kd_targets import Teacher, check_scene_views, scene_targets
 from ttt_jax.models.point_seg import init_variables, point_seg_config
+from ttt_jax.models.precision import apply_in
 from ttt_jax.models.ptv3 import check_extent, scene_levels
 from ttt_jax.objectives.feature_distill import feature_distill_loss
 from ttt_jax.train.loop import TrainState, train_loop
@@ -71,12 +73,14 @@ def augment(key, coord_N3, feat_N6, valid_N):
 
 def make_step(cfg, tx, c):
   model = cfg.model()
+  # model.compute_dtype bfloat16: the forward in bf16, state and losses float32
+  apply = functools.partial(apply_in, c.model.get("compute_dtype", "float32"), model.apply)
 
   def loss_fn(params, batch_stats, s, key):
     k_aug, k_drop = jax.random.split(key)
     coord, feat = augment(k_aug, s["coord_N3"], s["feat_N6"], s["valid_N"])
     levels = scene_levels(coord, s["valid_N"], cfg.backbone)
-    (logits, kd), upd = model.apply({"params": params, "batch_stats": batch_stats}, feat, levels, train=True,
+    (logits, kd), upd = apply({"params": params, "batch_stats": batch_stats}, feat, levels, train=True,
                                     rngs={"dropout": k_drop}, mutable=["batch_stats"])
     lab = s["label_N"]
     ok = s["valid_N"] & (lab >= 0)

@@ -18,16 +18,17 @@ import optax
 
 from ttt_jax.checkpoint.model_io import save_model
 from ttt_jax.data import rooms
+from ttt_jax.models.precision import apply_in
 from ttt_jax.models.room_teacher import RoomTeacher, TeacherConfig
 from ttt_jax.train.loop import TrainState, train_loop
 
 
-def make_step(model: RoomTeacher, tx):
+def make_step(model: RoomTeacher, tx, compute_dtype: str = "float32"):
   def loss_fn(params, imgs, labs, key):
     flip = jax.random.bernoulli(key, 0.5, (imgs.shape[0],))
     imgs = jnp.where(flip[:, None, None, None], imgs[:, :, ::-1], imgs)
     labs = jnp.where(flip[:, None, None], labs[:, :, ::-1], labs)
-    logits = model.apply({"params": params}, imgs)
+    logits = apply_in(compute_dtype, model.apply, {"params": params}, imgs)
     b, h, w = labs.shape
     logits = jax.image.resize(logits, (b, h, w, logits.shape[-1]), "bilinear")
     valid = labs >= 0
@@ -62,7 +63,7 @@ def train_teacher(c, out_dir, *, progress: bool = True, stop_at: int | None = No
     idx = np.random.default_rng([c.seed, s]).integers(0, len(imgs), c.batch_size)
     return imgs[idx], labs[idx]
 
-  state, log, secs = train_loop(state, make_step(model, tx), batch, steps=c.steps, ckpt_dir=out / "checkpoints",
+  state, log, secs = train_loop(state, make_step(model, tx, c.model.get("compute_dtype", "float32")), batch, steps=c.steps, ckpt_dir=out / "checkpoints",
                                 seed=c.seed, save_every=c.save_every, log_every=c.log_every,
                                 desc="teacher", progress=progress, stop_at=stop_at)
   if int(state.step) < c.steps:
