@@ -127,7 +127,7 @@ def main():
                       "foundation": {r: {"ap": 100 * f["ap"], "ap50": 100 * f["ap50"], "steps": f["steps_run"]}
                                      for r, f in found.items()},
                       "seconds": time.perf_counter() - t0, "versions": versions(),
-                      "config": config(a.variant, a.seeds[0], a.scale, []).to_dict()})
+                      "config": config(a.variant, a.seeds[0], a.scale, init).to_dict()})
   print(f"wrote {a.json}")
 
 
