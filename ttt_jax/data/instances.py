@@ -140,7 +140,7 @@ def make_image(seed: int, split: str, index: int, size: str = "demo", min_area: 
   if size not in SIZES:
     raise ValueError(f"unknown image size {size!r}; expected one of {sorted(SIZES)}")
   px = SIZES[size]
-  min_area = min_area if min_area is not None else max(4, (px // 14) ** 2 // 2)
+  min_area = min_area if min_area is not None else default_min_area(px)
   rng = np.random.default_rng([seed, SPLITS.index(split), index])
   img, horizon = _background(rng, px)
   inst = np.zeros((px, px), np.int32)
@@ -166,6 +166,11 @@ def make_image(seed: int, split: str, index: int, size: str = "demo", min_area: 
     labels.append(cls)
   img = np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
   return painted_instances(img, inst, labels, min_area, f"{split}-s{seed}-{index:05d}")
+
+
+def default_min_area(px: int) -> int:
+  """Pixels an instance keeps at least: half a 14-pixel patch's worth at `px` a side."""
+  return max(4, (px // 14) ** 2 // 2)
 
 
 def painted_instances(image_HW3, inst_HW, labels, min_area: int, image_id: str) -> InstanceImage:

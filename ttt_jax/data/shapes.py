@@ -19,7 +19,7 @@ import functools
 import cv2
 import numpy as np
 
-from ttt_jax.data.instances import SIZES, InstanceImage, painted_instances
+from ttt_jax.data.instances import SIZES, InstanceImage, default_min_area, painted_instances
 
 CLASSES = ("ellipse", "box", "triangle", "ring")
 
@@ -91,4 +91,4 @@ def make_shapes_image(seed: int, index: int, size: str = "demo") -> InstanceImag
       labels.append(cls)
       inst[m] = len(labels)
   img = np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
-  return painted_instances(img, inst, labels, max(4, (px // 14) ** 2 // 2), f"shapes-s{seed}-{index:05d}")
+  return painted_instances(img, inst, labels, default_min_area(px), f"shapes-s{seed}-{index:05d}")
