@@ -148,3 +148,35 @@ def test_bfloat16_cast_step_computes_in_bfloat16_and_keeps_float32_state():
     assert floats == {np.dtype("float32")}, f"{dt}: {floats}"
     jaxprs[dt] = str(jax.make_jaxpr(step)(state, lab, unl, jax.random.key(0)))
   assert "bf16" not in jaxprs["float32"] and jaxprs["bfloat16"].count("bf16[") > 100
+
+
+def test_a_tiny_model_memorises_one_image():
+  """The whole training path (model, matching, set loss, optimizer, instance inference,
+  pycocotools' AP) learns: a tiny random model trained on one image scores high mask
+  AP on that image. A defect anywhere in the path keeps AP near 0. Measured: 0.52 AP /
+  0.79 AP50 after 200 steps (0.47 / 0.75 after 160; a demo model reaches 0.95 AP on one
+  image and 0.85 on eight)."""
+  import jax
+  import jax.numpy as jnp
+  from ttt_jax.data.instance_sets import load_sets
+  from ttt_jax.metrics.mask_ap import mask_ap
+  from ttt_jax.train import cast as cast_train
+  from ttt_jax.train.cast_step import CastState, make_optimizer, make_step
+  c = tiny("loss.num_points=256", "loss.match_points=256")
+  lab = load_sets(c)["labelled"]
+  batch = {"images_BHW3": lab["images_NHW3"][:1], "labels_BG": lab["labels_NG"][:1],
+           "masks_BGHW": lab["masks_NGHW"][:1]}
+  v, cfg = cast_train.initial_variables(c, "student")
+  steps = 200
+  tx = make_optimizer(1e-3, steps, 0.0, 1.0)
+  state = CastState(v["params"], v["batch_stats"], tx.init(v["params"]), jnp.zeros((), jnp.int32), {})
+  step = make_step(cfg, tx, lambda_semi=0.0, lambda_pxl=0.0, contrast=None,
+                   set_cfg=cast_train._set_cfg(c))  # noqa: SLF001
+  for i in range(steps):
+    state, metrics = step(state, batch, None, jax.random.key(i))
+  preds = cast_train.predict_instances({"params": state.params, "batch_stats": state.batch_stats}, cfg,
+                                       batch["images_BHW3"], 1)
+  keep = batch["labels_BG"][0] >= 0
+  ap = mask_ap([(batch["masks_BGHW"][0][keep], batch["labels_BG"][0][keep])], preds, c.num_classes)
+  assert float(metrics["sup"]) < 0.3 * 53.2, f"set loss {float(metrics['sup']):.2f} (53.2 at the first step)"
+  assert ap["ap"] > 0.3 and ap["ap50"] > 0.5, f"AP {ap['ap']:.3f}, AP50 {ap['ap50']:.3f} (measured 0.52, 0.79)"

@@ -47,6 +47,10 @@ def train_loop(state: Any, step_fn: Callable, batch_fn: Callable[[int], tuple], 
   if mngr.latest_step() is not None:  # resume with an abstract target
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     state = mngr.restore(mngr.latest_step(), args=ocp.args.StandardRestore(abstract))
+  # Restored arrays are committed to their devices, fresh ones are not, and jit lowers
+  # the two differently: committing every state (no copy) gives a fresh and a resumed
+  # run one program, compiled once (or read from the persistent cache).
+  state = jax.tree.map(lambda x: jax.device_put(x, x.sharding) if isinstance(x, jax.Array) else x, state)
   start, log, t0 = int(state.step), [], time.perf_counter()
   with tqdm(total=steps, initial=start, desc=desc, disable=not progress) as bar:
     for s in range(start, min(steps, stop_at or steps)):

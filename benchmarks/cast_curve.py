@@ -1,0 +1,111 @@
+"""CAST's instance model, supervised: does it learn, and does what it learns carry to
+validation images? A learning curve, to size benchmarks/cast.py's steps and data.
+
+  python benchmarks/cast_curve.py                                  # 40 labelled (the default 10%)
+  python benchmarks/cast_curve.py --set data.labelled_fraction=1.0 # all 400 labelled
+  python benchmarks/cast_curve.py --images 8 --steps 1000          # memorise 8 images
+  python benchmarks/cast_curve.py --init-model WORK/foundation_student/teacher_sup/model
+
+One model (`--role`'s architecture of configs/cast.py) trained with L_sup only from
+random weights (or `--init-model`, all of it but the class head) on the labelled
+images of the tuning seed 0 (`--seed`); every `--eval-every` steps, mask AP and AP50
+(x 100, pycocotools) on the images it trains on (at most `--train-eval` of them) and
+on the validation images, and the set loss averaged since the last row. A model that
+learns but does not generalise shows a rising training AP and a flat validation AP.
+Prints a table, writes benchmarks/results/cast_curve.json (or --json).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ttt_jax import compile_cache
+from ttt_jax.cli.config_io import apply_overrides, load_config_file
+from ttt_jax.data.instance_sets import load_sets
+from ttt_jax.io.files import write_json
+from ttt_jax.io.versions import versions
+from ttt_jax.metrics.mask_ap import mask_ap
+from ttt_jax.objectives.set_loss import SetLossConfig
+from ttt_jax.train.cast import compute_dtype, initial_variables, predict_instances
+from ttt_jax.train.cast_step import CastState, make_optimizer, make_step
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def score(variables, cfg, images_NHW3, targets, c) -> dict:
+  """Mask AP of `variables` on `images_NHW3` against `targets` (per image `(masks, labels)`)."""
+  preds = predict_instances(variables, cfg, images_NHW3, c.eval_batch, dtype=compute_dtype(c))
+  r = mask_ap(targets, preds, c.num_classes)
+  return {"ap": 100 * r["ap"], "ap50": 100 * r["ap50"]}
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("--seed", type=int, default=0, help="data and run seed (0 = tuning)")
+  p.add_argument("--role", choices=("student", "teacher"), default="student", help="which architecture")
+  p.add_argument("--images", type=int, default=0, help="train on the first N labelled images (0 = all)")
+  p.add_argument("--steps", type=int, default=2000)
+  p.add_argument("--eval-every", type=int, default=400)
+  p.add_argument("--lr", type=float, default=1e-3)
+  p.add_argument("--batch", type=int, default=4)
+  p.add_argument("--train-eval", type=int, default=40, help="score at most this many training images")
+  p.add_argument("--init-model", default="", help="start from this instance model (a foundation model)")
+  p.add_argument("--set", nargs="*", default=[], help="config overrides, key=value")
+  p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "cast_curve.json"))
+  a = p.parse_args()
+  if a.steps < 1 or a.eval_every < 1:
+    p.error(f"--steps and --eval-every must be positive, got {a.steps} and {a.eval_every}")
+  compile_cache.enable()
+  c = load_config_file(str(ROOT / "configs" / "cast.py"))
+  c.seed = c.data.seed = a.seed
+  c = apply_overrides(c, [*a.set, f"{a.role}.dropout=0.0"] +
+                      ([f"{a.role}.init_model={a.init_model}"] if a.init_model else []))
+  sets = load_sets(c)
+  lab = sets["labelled"]
+  n = a.images or len(lab["labels_NG"])
+  if not 1 <= n <= len(lab["labels_NG"]):
+    p.error(f"--images {a.images}: the config has {len(lab['labels_NG'])} labelled images")
+  lab = {k: v[:n] for k, v in lab.items()}
+  m = min(n, a.train_eval)
+  train_targets = [(lab["masks_NGHW"][i][lab["labels_NG"][i] >= 0], lab["labels_NG"][i][lab["labels_NG"][i] >= 0])
+                   for i in range(m)]
+  val_images = np.stack([im.image_HW3 for im in sets["val"]])
+  val_targets = [(im.masks_NHW, im.labels_N) for im in sets["val"]]
+  variables, cfg = initial_variables(c, a.role)
+  # Constant weight decay 0 and a loose clip: the curve measures learning, not regularisation.
+  tx = make_optimizer(a.lr, a.steps, 0.0, 1.0)
+  state = CastState(variables["params"], variables["batch_stats"], tx.init(variables["params"]),
+                    jnp.zeros((), jnp.int32), {})
+  step = make_step(cfg, tx, lambda_semi=0.0, lambda_pxl=0.0, contrast=None,
+                   set_cfg=SetLossConfig(**c.loss.to_dict()), compute_dtype=compute_dtype(c))
+  rows, losses, t0 = [], [], time.perf_counter()
+  print(f"{a.role} ({c[a.role].size}), {n} labelled images of seed {a.seed}, lr {a.lr}, batch {a.batch}")
+  print(f"{'step':>6} {'loss':>8} {'train AP':>9} {'AP50':>6} {'val AP':>7} {'AP50':>6} {'s':>6}")
+  for s in range(a.steps):
+    i = np.random.default_rng([a.seed, s]).integers(n, size=a.batch)
+    batch = {"images_BHW3": lab["images_NHW3"][i], "labels_BG": lab["labels_NG"][i],
+             "masks_BGHW": lab["masks_NGHW"][i]}
+    state, metrics = step(state, batch, None, jax.random.key(s))
+    losses.append(metrics["sup"])
+    if (s + 1) % a.eval_every == 0 or s + 1 == a.steps:
+      v = {"params": state.params, "batch_stats": state.batch_stats}
+      row = {"step": s + 1, "loss": float(np.mean(jax.device_get(losses))),
+             "train": score(v, cfg, lab["images_NHW3"][:m], train_targets, c),
+             "val": score(v, cfg, val_images, val_targets, c), "seconds": time.perf_counter() - t0}
+      losses = []
+      rows.append(row)
+      print(f"{row['step']:6d} {row['loss']:8.2f} {row['train']['ap']:9.2f} {row['train']['ap50']:6.2f} "
+            f"{row['val']['ap']:7.2f} {row['val']['ap50']:6.2f} {row['seconds']:6.0f}", flush=True)
+  write_json(a.json, {"seed": a.seed, "role": a.role, "size": c[a.role].size, "images": n, "lr": a.lr,
+                      "batch": a.batch, "init_model": a.init_model, "overrides": a.set, "rows": rows,
+                      "versions": versions(), "config": c.to_dict()})
+  print(f"wrote {a.json}")
+
+
+if __name__ == "__main__":
+  main()
