@@ -5,6 +5,8 @@ validation images? A learning curve, to size benchmarks/cast.py's steps and data
   python benchmarks/cast_curve.py --set data.labelled_fraction=1.0 # all 400 labelled
   python benchmarks/cast_curve.py --images 8 --steps 1000          # memorise 8 images
   python benchmarks/cast_curve.py --init-model WORK/foundation_student/teacher_sup/model
+  python benchmarks/cast_curve.py --set data.name=shapes data.num_train=2000 data.labelled_fraction=1.0 \
+      --save /tmp/found_s                                         # a foundation model, then --init-model
 
 One model (`--role`'s architecture of configs/cast.py) trained with L_sup only from
 random weights (or `--init-model`, all of it but the class head) on the labelled
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ttt_jax import compile_cache
+from ttt_jax.checkpoint.model_io import save_model
 from ttt_jax.cli.config_io import apply_overrides, load_config_file
 from ttt_jax.data.instance_sets import load_sets
 from ttt_jax.io.files import write_json
@@ -55,6 +58,7 @@ def main():
   p.add_argument("--batch", type=int, default=4)
   p.add_argument("--train-eval", type=int, default=40, help="score at most this many training images")
   p.add_argument("--init-model", default="", help="start from this instance model (a foundation model)")
+  p.add_argument("--save", default="", help="write the trained model here (an --init-model for later runs)")
   p.add_argument("--set", nargs="*", default=[], help="config overrides, key=value")
   p.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "cast_curve.json"))
   a = p.parse_args()
@@ -101,6 +105,9 @@ def main():
       rows.append(row)
       print(f"{row['step']:6d} {row['loss']:8.2f} {row['train']['ap']:9.2f} {row['train']['ap50']:6.2f} "
             f"{row['val']['ap']:7.2f} {row['val']['ap50']:6.2f} {row['seconds']:6.0f}", flush=True)
+  if a.save:
+    save_model(a.save, {"params": state.params, "batch_stats": state.batch_stats}, cfg,
+               {"trained_by": f"benchmarks/cast_curve.py, {a.steps} steps on {n} images ({c.data.name})"})
   write_json(a.json, {"seed": a.seed, "role": a.role, "size": c[a.role].size, "images": n, "lr": a.lr,
                       "batch": a.batch, "init_model": a.init_model, "overrides": a.set, "rows": rows,
                       "versions": versions(), "config": c.to_dict()})
