@@ -23,27 +23,24 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ttt_jax import compile_cache
 from ttt_jax.checkpoint.model_io import save_model
 from ttt_jax.cli.config_io import apply_overrides, load_config_file
 from ttt_jax.data.instance_sets import load_sets
+from ttt_jax.data.instances import InstanceImage
 from ttt_jax.io.files import write_json
 from ttt_jax.io.versions import versions
-from ttt_jax.metrics.mask_ap import mask_ap
-from ttt_jax.objectives.set_loss import SetLossConfig
-from ttt_jax.train.cast import compute_dtype, initial_variables, predict_instances
-from ttt_jax.train.cast_step import CastState, make_optimizer, make_step
+from ttt_jax.train.cast import batch_sampler, compute_dtype, evaluate, initial_variables, set_loss_config
+from ttt_jax.train.cast_step import initial_state, make_optimizer, make_step
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def score(variables, cfg, images_NHW3, targets, c) -> dict:
-  """Mask AP of `variables` on `images_NHW3` against `targets` (per image `(masks, labels)`)."""
-  preds = predict_instances(variables, cfg, images_NHW3, c.eval_batch, dtype=compute_dtype(c))
-  r = mask_ap(targets, preds, c.num_classes)
+def score(variables, cfg, images: list[InstanceImage], c) -> dict:
+  """Mask AP and AP50 (x 100) of `variables` on `images`."""
+  r = evaluate(variables, cfg, images, c)
   return {"ap": 100 * r["ap"], "ap50": 100 * r["ap50"]}
 
 
@@ -75,32 +72,29 @@ def main():
   if not 1 <= n <= len(lab["labels_NG"]):
     p.error(f"--images {a.images}: the config has {len(lab['labels_NG'])} labelled images")
   lab = {k: v[:n] for k, v in lab.items()}
-  m = min(n, a.train_eval)
-  train_targets = [(lab["masks_NGHW"][i][lab["labels_NG"][i] >= 0], lab["labels_NG"][i][lab["labels_NG"][i] >= 0])
-                   for i in range(m)]
-  val_images = np.stack([im.image_HW3 for im in sets["val"]])
-  val_targets = [(im.masks_NHW, im.labels_N) for im in sets["val"]]
+  train_images = []   # the first `--train-eval` training images, scored without their padding rows
+  for i in range(min(n, a.train_eval)):
+    keep = lab["labels_NG"][i] >= 0
+    train_images.append(InstanceImage(lab["images_NHW3"][i], lab["masks_NGHW"][i][keep], lab["labels_NG"][i][keep],
+                                      f"labelled-{i}"))
+  batch = batch_sampler(c, {**sets, "labelled": lab}, None, a.batch, 0)
   variables, cfg = initial_variables(c, a.role)
   # Constant weight decay 0 and a loose clip: the curve measures learning, not regularisation.
   tx = make_optimizer(a.lr, a.steps, 0.0, 1.0)
-  state = CastState(variables["params"], variables["batch_stats"], tx.init(variables["params"]),
-                    jnp.zeros((), jnp.int32), {})
+  state = initial_state(variables, tx)
   step = make_step(cfg, tx, lambda_semi=0.0, lambda_pxl=0.0, contrast=None,
-                   set_cfg=SetLossConfig(**c.loss.to_dict()), compute_dtype=compute_dtype(c))
+                   set_cfg=set_loss_config(c), compute_dtype=compute_dtype(c))
   rows, losses, t0 = [], [], time.perf_counter()
   print(f"{a.role} ({c[a.role].size}), {n} labelled images of seed {a.seed}, lr {a.lr}, batch {a.batch}")
   print(f"{'step':>6} {'loss':>8} {'train AP':>9} {'AP50':>6} {'val AP':>7} {'AP50':>6} {'s':>6}")
   for s in range(a.steps):
-    i = np.random.default_rng([a.seed, s]).integers(n, size=a.batch)
-    batch = {"images_BHW3": lab["images_NHW3"][i], "labels_BG": lab["labels_NG"][i],
-             "masks_BGHW": lab["masks_NGHW"][i]}
-    state, metrics = step(state, batch, None, jax.random.key(s))
+    state, metrics = step(state, *batch(s), jax.random.key(s))
     losses.append(metrics["sup"])
     if (s + 1) % a.eval_every == 0 or s + 1 == a.steps:
       v = {"params": state.params, "batch_stats": state.batch_stats}
       row = {"step": s + 1, "loss": float(np.mean(jax.device_get(losses))),
-             "train": score(v, cfg, lab["images_NHW3"][:m], train_targets, c),
-             "val": score(v, cfg, val_images, val_targets, c), "seconds": time.perf_counter() - t0}
+             "train": score(v, cfg, train_images, c), "val": score(v, cfg, sets["val"], c),
+             "seconds": time.perf_counter() - t0}
       losses = []
       rows.append(row)
       print(f"{row['step']:6d} {row['loss']:8.2f} {row['train']['ap']:9.2f} {row['train']['ap50']:6.2f} "

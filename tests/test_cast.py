@@ -127,7 +127,7 @@ def test_bfloat16_cast_step_computes_in_bfloat16_and_keeps_float32_state():
   import jax.numpy as jnp
   from ttt_jax.data.instance_sets import load_sets
   from ttt_jax.train import cast as cast_train
-  from ttt_jax.train.cast_step import CastState, make_optimizer, make_step, predict_fn
+  from ttt_jax.train.cast_step import initial_state, make_optimizer, make_step, predict_fn
   c = tiny()
   sets = load_sets(c)
   lab = {"images_BHW3": sets["labelled"]["images_NHW3"][:2], "labels_BG": sets["labelled"]["labels_NG"][:2],
@@ -137,11 +137,11 @@ def test_bfloat16_cast_step_computes_in_bfloat16_and_keeps_float32_state():
   unl = {"images_BHW3": sets["unlabelled"]["images_NHW3"][:2], "labels_BG": lab["labels_BG"],
          "masks_BGhw": np.zeros((2, c.max_targets, *hw), bool)}
   tx = make_optimizer(1e-3, 10, 0.01, 1.0)
-  state = CastState(v["params"], v["batch_stats"], tx.init(v["params"]), jnp.zeros((), jnp.int32), {})
+  state = initial_state(v, tx)
   jaxprs = {}
   for dt in ("float32", "bfloat16"):
     step = make_step(cfg, tx, lambda_semi=1.0, lambda_pxl=0.2, contrast=cast_train._contrast(c),  # noqa: SLF001
-                     set_cfg=cast_train._set_cfg(c), compute_dtype=dt)  # noqa: SLF001
+                     set_cfg=cast_train.set_loss_config(c), compute_dtype=dt)
     new, metrics = jax.eval_shape(step, state, lab, unl, jax.random.key(0))
     floats = {x.dtype for x in jax.tree.leaves((new.params, new.batch_stats, new.opt_state, metrics))
               if jnp.issubdtype(x.dtype, jnp.floating)}
@@ -157,11 +157,10 @@ def test_a_tiny_model_memorises_one_image():
   0.79 AP50 after 200 steps (0.47 / 0.75 after 160; a demo model reaches 0.95 AP on one
   image and 0.86 on eight: benchmarks/cast_curve.py --images 1|8)."""
   import jax
-  import jax.numpy as jnp
   from ttt_jax.data.instance_sets import load_sets
-  from ttt_jax.metrics.mask_ap import mask_ap
+  from ttt_jax.data.instances import InstanceImage
   from ttt_jax.train import cast as cast_train
-  from ttt_jax.train.cast_step import CastState, make_optimizer, make_step
+  from ttt_jax.train.cast_step import initial_state, make_optimizer, make_step
   c = tiny("loss.num_points=256", "loss.match_points=256")
   lab = load_sets(c)["labelled"]
   batch = {"images_BHW3": lab["images_NHW3"][:1], "labels_BG": lab["labels_NG"][:1],
@@ -169,14 +168,12 @@ def test_a_tiny_model_memorises_one_image():
   v, cfg = cast_train.initial_variables(c, "student")
   steps = 200
   tx = make_optimizer(1e-3, steps, 0.0, 1.0)
-  state = CastState(v["params"], v["batch_stats"], tx.init(v["params"]), jnp.zeros((), jnp.int32), {})
-  step = make_step(cfg, tx, lambda_semi=0.0, lambda_pxl=0.0, contrast=None,
-                   set_cfg=cast_train._set_cfg(c))  # noqa: SLF001
+  state = initial_state(v, tx)
+  step = make_step(cfg, tx, lambda_semi=0.0, lambda_pxl=0.0, contrast=None, set_cfg=cast_train.set_loss_config(c))
   for i in range(steps):
     state, metrics = step(state, batch, None, jax.random.key(i))
-  preds = cast_train.predict_instances({"params": state.params, "batch_stats": state.batch_stats}, cfg,
-                                       batch["images_BHW3"], 1)
   keep = batch["labels_BG"][0] >= 0
-  ap = mask_ap([(batch["masks_BGHW"][0][keep], batch["labels_BG"][0][keep])], preds, c.num_classes)
+  image = InstanceImage(batch["images_BHW3"][0], batch["masks_BGHW"][0][keep], batch["labels_BG"][0][keep], "0")
+  ap = cast_train.evaluate({"params": state.params, "batch_stats": state.batch_stats}, cfg, [image], c)
   assert float(metrics["sup"]) < 0.3 * 53.2, f"set loss {float(metrics['sup']):.2f} (53.2 at the first step)"
   assert ap["ap"] > 0.3 and ap["ap50"] > 0.5, f"AP {ap['ap']:.3f}, AP50 {ap['ap50']:.3f} (measured 0.52, 0.79)"

@@ -39,7 +39,7 @@ from ttt_jax.metrics.mask_ap import mask_ap
 from ttt_jax.models.instance_seg import init_variables, instance_seg_config
 from ttt_jax.objectives import pixel_contrast as pc
 from ttt_jax.objectives.set_loss import SetLossConfig
-from ttt_jax.train.cast_step import CastState, make_optimizer, make_step, predict_fn
+from ttt_jax.train.cast_step import initial_state, make_optimizer, make_step, predict_fn
 from ttt_jax.train.loop import latest_step, train_loop
 
 STAGES = ("teacher_sup", "teacher_self", "student", "refine")
@@ -119,7 +119,8 @@ def _contrast(c) -> pc.ContrastConfig:
                            max_anchors=k.max_anchors or None)
 
 
-def _set_cfg(c) -> SetLossConfig:
+def set_loss_config(c) -> SetLossConfig:
+  """The set loss's settings (`c.loss`)."""
   return SetLossConfig(**c.loss.to_dict())
 
 
@@ -208,7 +209,9 @@ def evaluate(variables, cfg, val, c, pred_dir: Path | None = None) -> dict:
   return mask_ap([(im.masks_NHW, im.labels_N) for im in val], preds, c.num_classes)
 
 
-def _batches(c, sets, pseudo, n_lab: int, n_unl: int):
+def batch_sampler(c, sets, pseudo, n_lab: int, n_unl: int):
+  """`batch(step) -> (labelled batch, unlabelled batch or None)`: `n_lab` labelled and
+  `n_unl` unlabelled images (with their pseudo-labels) drawn by `(c.seed, step)`."""
   lab, unl = sets["labelled"], sets["unlabelled"]
 
   def batch(step):
@@ -236,16 +239,16 @@ def train_stage(stage, c, sets, variables, cfg, pseudo, out: Path, progress: boo
   # Fresh device arrays: restored ones carry a layout of their own, and a step jitted on
   # them would compile again for its own outputs.
   variables = jax.tree.map(jnp.asarray, jax.device_get(variables))
-  bank = {}
+  bank = None
   k = c.contrast
   if lam_pxl > 0 and k.bank_size:
     bank = pc.memory_bank(k.bank_size, cfg.embed_dim, cfg.decoder.num_queries, cfg.num_classes + 1)
-  state = CastState(variables["params"], variables["batch_stats"], tx.init(variables["params"]),
-                    jnp.zeros((), jnp.int32), bank)
-  step = make_step(cfg, tx, lambda_semi=lam_semi, lambda_pxl=lam_pxl, contrast=_contrast(c), set_cfg=_set_cfg(c),
+  state = initial_state(variables, tx, bank)
+  step = make_step(cfg, tx, lambda_semi=lam_semi, lambda_pxl=lam_pxl, contrast=_contrast(c),
+                   set_cfg=set_loss_config(c),
                    use_bank=bool(lam_pxl > 0 and k.bank_size), bank_push=k.bank_push,
                    compute_dtype=compute_dtype(c))
-  batch = _batches(c, sets, pseudo, r.batch, n_unl)
+  batch = batch_sampler(c, sets, pseudo, r.batch, n_unl)
   start = latest_step(out / stage / "checkpoints")
   first = []
 

@@ -45,6 +45,13 @@ class CastState:
   bank: object
 
 
+def initial_state(variables, tx, bank=None) -> CastState:
+  """The state at step 0: `variables`' parameters and statistics, `tx`'s fresh
+  optimizer state, and `bank` (the bank variant's; None: none)."""
+  return CastState(variables["params"], variables["batch_stats"], tx.init(variables["params"]),
+                   jnp.zeros((), jnp.int32), {} if bank is None else bank)
+
+
 def make_optimizer(lr: float, steps: int, weight_decay: float, clip: float, power: float = 0.9):
   """Global-norm clip, then AdamW (0.9, 0.999) on a poly(`power`) decay of `lr`."""
   sched = optax.polynomial_schedule(lr, 0.0, power, max(steps, 1))
