@@ -14,6 +14,9 @@ images of the tuning seed 0 (`--seed`); every `--eval-every` steps, mask AP and 
 (x 100, pycocotools) on the images it trains on (at most `--train-eval` of them) and
 on the validation images, and the set loss averaged since the last row. A model that
 learns but does not generalise shows a rising training AP and a flat validation AP.
+Batches are augmented as the stages augment them (`augment.*`: the reference's scale
+jitter 0.5 to 2, colour jitter, flips); `--set augment.min_scale=1 augment.max_scale=1
+augment.colour=False` leaves flips only.
 Prints a table, writes benchmarks/results/cast_curve.json (or --json).
 """
 from __future__ import annotations
@@ -32,7 +35,8 @@ from ttt_jax.data.instance_sets import load_sets
 from ttt_jax.data.instances import InstanceImage
 from ttt_jax.io.files import write_json
 from ttt_jax.io.versions import versions
-from ttt_jax.train.cast import batch_sampler, compute_dtype, evaluate, initial_variables, set_loss_config
+from ttt_jax.train.cast import (augment_config, batch_sampler, compute_dtype, evaluate, initial_variables,
+                                set_loss_config)
 from ttt_jax.train.cast_step import initial_state, make_optimizer, make_step
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,7 +87,7 @@ def main():
   tx = make_optimizer(a.lr, a.steps, 0.0, 1.0)
   state = initial_state(variables, tx)
   step = make_step(cfg, tx, lambda_semi=0.0, lambda_pxl=0.0, contrast=None,
-                   set_cfg=set_loss_config(c), compute_dtype=compute_dtype(c))
+                   set_cfg=set_loss_config(c), compute_dtype=compute_dtype(c), augment=augment_config(c))
   rows, losses, t0 = [], [], time.perf_counter()
   print(f"{a.role} ({c[a.role].size}), {n} labelled images of seed {a.seed}, lr {a.lr}, batch {a.batch}")
   print(f"{'step':>6} {'loss':>8} {'train AP':>9} {'AP50':>6} {'val AP':>7} {'AP50':>6} {'s':>6}")

@@ -43,6 +43,10 @@ def get_config(arg: str = ""):
   c.loss = ml_collections.ConfigDict(dict(
       class_weight=2.0, mask_weight=5.0, dice_weight=5.0, no_object_weight=0.1,
       num_points=1024, oversample=3.0, importance=0.75, match_points=1024))
+  # The reference's training augmentation of every batch (Mask2Former's instance mapper):
+  # scale jitter 0.5 to 2.0 in 16 steps with crop or pad, SSD colour jitter, flip.
+  # min_scale = max_scale = 1 and colour False leave flips alone.
+  c.augment = ml_collections.ConfigDict(dict(min_scale=0.5, max_scale=2.0, num_scales=16, colour=True, flip=True))
   c.contrast = ml_collections.ConfigDict(dict(
       embed_dim=128, num_negatives=128, temperature=0.2, final_temperature=0.0, decay_steps=90000,
       sampler="fusion", pseudo="paper", hinge=0.0, strong_grad=True, max_anchors=0,

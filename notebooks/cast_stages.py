@@ -38,6 +38,7 @@ from ttt_jax.checkpoint.model_io import load_model
 from ttt_jax.cli.config_io import load_config_file
 from ttt_jax.data.instance_sets import load_sets
 from ttt_jax.methods.cast_views import strong_view
+from ttt_jax.methods.instance_augment import augment_instances
 from ttt_jax.models.instance_seg import InstanceSeg
 from ttt_jax.objectives import pixel_contrast as pc
 from ttt_jax.train import cast
@@ -64,18 +65,24 @@ for stage in cast.STAGES:
 
 # %% [markdown]
 # ## Weak and strong views
-# The strong view changes colour, grey level and sharpness, never geometry, so a
-# pixel is the same point of the scene in both: its own positive.
+# Every training image is first augmented as Mask2Former's reference trains: scaled
+# by 0.5 to 2 (a window of it enlarged, or all of it shrunk onto a mean-grey canvas),
+# colour-jittered and flipped; that is the weak view, and its targets move with it.
+# The strong view then changes colour, grey level and sharpness, never geometry, so
+# a pixel is the same point of the scene in both: its own positive.
 
 # %%
 sets = load_sets(c)
-weak = sets["unlabelled"]["images_NHW3"][:4].astype(np.float32)
-strong = np.asarray(strong_view(jax.random.key(0), weak))
-fig, axes = plt.subplots(2, len(weak), figsize=(3 * len(weak), 6))
+unlabelled = sets["unlabelled"]["images_NHW3"][:4]
+n = len(unlabelled)
+no_targets = (np.full((n, 1), -1, np.int32), np.zeros((n, 1, *unlabelled.shape[1:3]), bool))
+weak, _, _ = augment_instances(jax.random.key(0), unlabelled, *no_targets, cast.augment_config(c))
+weak = np.asarray(weak)
+strong = np.asarray(strong_view(jax.random.key(1), weak))
+fig, axes = plt.subplots(3, len(weak), figsize=(3 * len(weak), 9))
 for i in range(len(weak)):
-  axes[0, i].imshow(weak[i].astype(np.uint8)), axes[0, i].set_title("weak"), axes[0, i].axis("off")
-  axes[1, i].imshow(np.clip(strong[i], 0, 255).astype(np.uint8)), axes[1, i].set_title("strong")
-  axes[1, i].axis("off")
+  for row, (name, x) in enumerate((("image", unlabelled[i]), ("weak", weak[i]), ("strong", strong[i]))):
+    axes[row, i].imshow(np.clip(x, 0, 255).astype(np.uint8)), axes[row, i].set_title(name), axes[row, i].axis("off")
 plt.show()
 
 # %% [markdown]

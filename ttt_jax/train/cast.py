@@ -34,6 +34,7 @@ from ttt_jax.checkpoint.model_io import load_model, save_model
 from ttt_jax.data import instance_io
 from ttt_jax.data.instance_sets import load_sets
 from ttt_jax.io.files import save_npy, save_npz, write_json
+from ttt_jax.methods.instance_augment import InstanceAugment
 from ttt_jax.methods.instance_predict import instance_predictions, pseudo_labels
 from ttt_jax.metrics.mask_ap import mask_ap
 from ttt_jax.models.instance_seg import init_variables, instance_seg_config
@@ -117,6 +118,11 @@ def _contrast(c) -> pc.ContrastConfig:
                            final_temperature=k.final_temperature or None, decay_steps=k.decay_steps,
                            sampler=k.sampler, pseudo=k.pseudo, hinge=k.hinge or None, strong_grad=k.strong_grad,
                            max_anchors=k.max_anchors or None)
+
+
+def augment_config(c) -> InstanceAugment:
+  """The training augmentation of `c.augment`."""
+  return InstanceAugment(**c.augment.to_dict())
 
 
 def set_loss_config(c) -> SetLossConfig:
@@ -247,7 +253,7 @@ def train_stage(stage, c, sets, variables, cfg, pseudo, out: Path, progress: boo
   step = make_step(cfg, tx, lambda_semi=lam_semi, lambda_pxl=lam_pxl, contrast=_contrast(c),
                    set_cfg=set_loss_config(c),
                    use_bank=bool(lam_pxl > 0 and k.bank_size), bank_push=k.bank_push,
-                   compute_dtype=compute_dtype(c))
+                   compute_dtype=compute_dtype(c), augment=augment_config(c))
   batch = batch_sampler(c, sets, pseudo, r.batch, n_unl)
   start = latest_step(out / stage / "checkpoints")
   first = []

@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from ttt_jax.methods.cast_views import random_flip, strong_view
+from ttt_jax.methods.cast_views import strong_view
+from ttt_jax.methods.instance_augment import InstanceAugment, augment_instances
 from ttt_jax.models.instance_seg import InstanceSeg
 from ttt_jax.models.precision import apply_in
 from ttt_jax.objectives import pixel_contrast as pc
@@ -59,32 +60,37 @@ def make_optimizer(lr: float, steps: int, weight_decay: float, clip: float, powe
 
 
 def make_step(cfg, tx, *, lambda_semi: float, lambda_pxl: float, contrast: pc.ContrastConfig | None, set_cfg,
-              use_bank: bool = False, bank_push: int = 0, compute_dtype: str = "float32"):
+              use_bank: bool = False, bank_push: int = 0, compute_dtype: str = "float32",
+              augment: InstanceAugment = InstanceAugment()):
   """`step(state, lab, unl, key) -> (state, metrics)`, jitted, state donated.
 
   `lab`: images_BHW3 uint8, labels_BG, masks_BGHW; `unl`: images_BHW3, labels_BG,
-  masks_BGhw (pseudo-labels; may be None). `compute_dtype` 'bfloat16' runs the model
-  in bfloat16 (`models.precision`); matching, losses and the state stay float32."""
+  masks_BGhw (pseudo-labels; may be None). Both batches are augmented as the
+  reference trains (`augment`: scale jitter with crop or pad, colour, flip; the weak
+  view is the augmented image). `compute_dtype` 'bfloat16' runs the model in bfloat16
+  (`models.precision`); matching, losses and the state stay float32."""
   model = InstanceSeg(cfg)
   apply = functools.partial(apply_in, compute_dtype, model.apply)
 
   def loss_fn(params, batch_stats, bank, lab, unl, key, step):
-    k_flip, k_strong, k_sup, k_semi, k_pxl, k_drop = jax.random.split(key, 6)
+    k_aug, k_strong, k_sup, k_semi, k_pxl, k_drop = jax.random.split(key, 6)
     v = {"params": params, "batch_stats": batch_stats}
-    kf1, kf2 = jax.random.split(k_flip)
-    lab_img, lab_masks = random_flip(kf1, (lab["images_BHW3"], 2), (lab["masks_BGHW"], 3))
+    ka1, ka2 = jax.random.split(k_aug)
+    lab_img, lab_labels, lab_masks = augment_instances(ka1, lab["images_BHW3"], lab["labels_BG"],
+                                                       lab["masks_BGHW"], augment)
     imgs, n_lab = [lab_img], lab_img.shape[0]
     if unl is not None:
-      unl_img, unl_masks = random_flip(kf2, (unl["images_BHW3"], 2), (unl["masks_BGhw"], 3))
+      unl_img, unl_labels, unl_masks = augment_instances(ka2, unl["images_BHW3"], unl["labels_BG"],
+                                                         unl["masks_BGhw"], augment)
       imgs.append(unl_img)
-    weak = jnp.concatenate([jnp.asarray(x, jnp.float32) for x in imgs])
+    weak = jnp.concatenate(imgs)
     out, upd = apply(v, normalise(weak), train=True, rngs={"dropout": k_drop}, mutable=["batch_stats"])
     cls, masks = out["class_LBQK"], out["mask_LBQhw"]
-    l_sup, t_sup = set_loss(k_sup, cls[:, :n_lab], masks[:, :n_lab], lab["labels_BG"], lab_masks, set_cfg)
+    l_sup, t_sup = set_loss(k_sup, cls[:, :n_lab], masks[:, :n_lab], lab_labels, lab_masks, set_cfg)
     total, metrics = l_sup, {"sup": l_sup, "sup_class": t_sup["class"], "sup_mask": t_sup["mask"],
                              "sup_dice": t_sup["dice"]}
     if unl is not None and lambda_semi > 0:
-      l_semi, _ = set_loss(k_semi, cls[:, n_lab:], masks[:, n_lab:], unl["labels_BG"], unl_masks, set_cfg)
+      l_semi, _ = set_loss(k_semi, cls[:, n_lab:], masks[:, n_lab:], unl_labels, unl_masks, set_cfg)
       total, metrics["semi"] = total + lambda_semi * l_semi, l_semi
     new_bank = bank
     if lambda_pxl > 0:
