@@ -7,10 +7,12 @@ the SSD colour jitter and flips horizontally, then drops instances the crop empt
 Without the scale jitter a Mask2Former trained on a few dozen images memorises them
 (benchmarks/cast_curve.py).
 
-Here the model's input size is fixed (the test size), so a scale s > 1 is a random
-`H x W` window of the image enlarged s times (objects grow), and s < 1 shrinks the whole
-image into a random place of the `H x W` canvas, the rest padded with the mean colour
-(the reference pads its normalised batch with zeros, which is the same). Colour: the
+The reference's window (512 x 1024 on Cityscapes) is half its test frame, so it never
+pads. Here the window is the whole test size `H x W` instead: at the embedded 112 px a
+half-size window would leave the ViT a 4 x 4 grid of patches. Objects still appear at
+0.5 to 2 times their test size: s > 1 is a random `H x W` window of the image enlarged
+s times, and s < 1 shrinks the whole image into a random place of the canvas, the rest
+the mean colour (zero once normalised, as detectron2 pads). Colour: the
 SSD/PhotoMetricDistortion jitter of `augment.photometric_distortion` (hue left out).
 
 Images `B, H, W, 3` RGB in 0..255; target masks `B, G, h, w` bool at any resolution
