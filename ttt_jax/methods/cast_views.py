@@ -1,12 +1,13 @@
 """CAST's pixel-aligned weak and strong views (per image, from explicit keys).
 
-Weak: the image, flipped horizontally with probability 1/2 (its targets flip with
-it, `flip_targets`). Strong: the weak view through ColorJitter(brightness 0.4,
-contrast 0.4, saturation 0.4, hue 0.1) with torchvision's definitions (brightness
-scales, contrast blends with the mean grey level, saturation with the grey image,
-hue rotates in HSV), applied in that fixed order (torchvision draws an order),
-then RandomGrayscale(p 0.2), then a 5 x 5 Gaussian blur with sigma in [0.1, 2]
-(reflect padding). No geometric change, so a pixel is the same point in both views.
+Weak: the training image as augmented (`instance_augment`: scale jitter, colour
+jitter, and `random_flip` below, its targets moving with it). Strong: the weak view
+through ColorJitter(brightness 0.4, contrast 0.4, saturation 0.4, hue 0.1) with
+torchvision's definitions (brightness scales, contrast blends with the mean grey
+level, saturation with the grey image, hue rotates in HSV), applied in that fixed
+order (torchvision draws an order), then RandomGrayscale(p 0.2), then a 5 x 5
+Gaussian blur with sigma in [0.1, 2] (reflect padding). No geometric change, so a
+pixel is the same point in both views.
 
 Images are RGB in 0..255 (float), `B, H, W, 3`.
 """
