@@ -31,7 +31,7 @@ import numpy as np
 from ttt_jax import compile_cache
 from ttt_jax.checkpoint.model_io import save_model
 from ttt_jax.cli.config_io import apply_overrides, load_config_file
-from ttt_jax.data.instance_sets import load_sets
+from ttt_jax.data.instance_sets import load_sets, unpadded
 from ttt_jax.data.instances import InstanceImage
 from ttt_jax.io.files import write_json
 from ttt_jax.io.versions import versions
@@ -76,11 +76,7 @@ def main():
   if not 1 <= n <= len(lab["labels_NG"]):
     p.error(f"--images {a.images}: the config has {len(lab['labels_NG'])} labelled images")
   lab = {k: v[:n] for k, v in lab.items()}
-  train_images = []   # the first `--train-eval` training images, scored without their padding rows
-  for i in range(min(n, a.train_eval)):
-    keep = lab["labels_NG"][i] >= 0
-    train_images.append(InstanceImage(lab["images_NHW3"][i], lab["masks_NGHW"][i][keep], lab["labels_NG"][i][keep],
-                                      f"labelled-{i}"))
+  train_images = [unpadded(lab, i, f"labelled-{i}") for i in range(min(n, a.train_eval))]   # scored as they train
   batch = batch_sampler(c, {**sets, "labelled": lab}, None, a.batch, 0)
   variables, cfg = initial_variables(c, a.role)
   # Constant weight decay 0 and a loose clip: the curve measures learning, not regularisation.

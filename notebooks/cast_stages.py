@@ -39,10 +39,10 @@ from ttt_jax.cli.config_io import load_config_file
 from ttt_jax.data.instance_sets import load_sets
 from ttt_jax.methods.cast_views import strong_view
 from ttt_jax.methods.instance_augment import augment_instances
+from ttt_jax.models.inputs import normalise
 from ttt_jax.models.instance_seg import InstanceSeg
 from ttt_jax.objectives import pixel_contrast as pc
 from ttt_jax.train import cast
-from ttt_jax.train.cast_step import normalise
 
 TINY = os.environ.get("TTT_NOTEBOOK_TINY") == "1"
 c = load_config_file("configs/cast.py:tiny" if TINY else "configs/cast.py") if os.path.isdir("configs") else None

@@ -10,7 +10,7 @@ from pycocotools import mask as mask_utils
 from ttt_jax.data import instances
 from ttt_jax.data.cityscapes import read_cityscapes
 from ttt_jax.data.coco_instances import read_coco
-from ttt_jax.data.instance_sets import load_sets
+from ttt_jax.data.instance_sets import load_sets, pad_targets, unpadded
 from ttt_jax.data.instances import InstanceImage
 
 
@@ -117,6 +117,18 @@ def test_sets_are_padded_and_bad_input_is_refused(monkeypatch):
   monkeypatch.setattr(instances, "make_split", lambda *a: [unknown])
   with pytest.raises(ValueError, match="image y has instances of unknown classes"):
     load_sets(c)
+
+
+def test_unpadded_gives_back_the_instances_pad_targets_kept():
+  """A padded row read back is the image's instances, largest first, without padding."""
+  im = instances.make_image(0, "val", 0, "tiny")
+  arrays = pad_targets([im], len(im.labels_N) + 3, "val")
+  back = unpadded(arrays, 0, "again")
+  order = np.argsort(-im.masks_NHW.reshape(len(im.labels_N), -1).sum(1), kind="stable")
+  assert back.image_id == "again" and len(back.labels_N) == len(im.labels_N) > 0
+  np.testing.assert_array_equal(back.image_HW3, im.image_HW3)
+  np.testing.assert_array_equal(back.labels_N, im.labels_N[order])
+  np.testing.assert_array_equal(back.masks_NHW, im.masks_NHW[order])
 
 
 def test_shapes_for_foundation_pretraining_are_seeded_labelled_and_of_other_classes():

@@ -4,7 +4,8 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import ndimage
 
-from ttt_jax.methods.instance_augment import MEAN_RGB, InstanceAugment, augment_instances, scale_shift
+from ttt_jax.methods.instance_augment import InstanceAugment, augment_instances, scale_shift
+from ttt_jax.models.inputs import MEAN_RGB
 
 
 def _scene(b=2, hw=(32, 40)):

@@ -56,6 +56,14 @@ def pad_targets(images: list[instances.InstanceImage], max_targets: int, what: s
   return {"images_NHW3": np.stack([im.image_HW3 for im in images]), "labels_NG": labels, "masks_NGHW": masks}
 
 
+def unpadded(arrays: dict[str, np.ndarray], i: int, image_id: str) -> instances.InstanceImage:
+  """Row `i` of `pad_targets`' arrays as an image with only its real instances (for
+  scoring a set's own images)."""
+  keep = arrays["labels_NG"][i] >= 0
+  return instances.InstanceImage(arrays["images_NHW3"][i], arrays["masks_NGHW"][i][keep], arrays["labels_NG"][i][keep],
+                                 image_id)
+
+
 def _split_train(train: list, d) -> tuple[list, list]:
   """A real dataset's training images, split at random (`d.seed`) into the labelled
   fraction and the unlabelled rest."""

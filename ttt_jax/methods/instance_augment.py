@@ -24,12 +24,10 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ttt_jax.methods.augment import photometric_distortion
 from ttt_jax.methods.cast_views import random_flip
-
-MEAN_RGB = np.array([0.485, 0.456, 0.406], np.float32) * 255.0
+from ttt_jax.models.inputs import MEAN_RGB
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,17 +22,11 @@ from flax import struct
 
 from ttt_jax.methods.cast_views import strong_view
 from ttt_jax.methods.instance_augment import InstanceAugment, augment_instances
+from ttt_jax.models.inputs import normalise
 from ttt_jax.models.instance_seg import InstanceSeg
 from ttt_jax.models.precision import apply_in
 from ttt_jax.objectives import pixel_contrast as pc
 from ttt_jax.objectives.set_loss import set_loss
-
-MEAN = jnp.array([0.485, 0.456, 0.406]) * 255.0
-STD = jnp.array([0.229, 0.224, 0.225]) * 255.0
-
-
-def normalise(images_BHW3):
-  return (jnp.asarray(images_BHW3, jnp.float32) - MEAN.reshape(1, 1, 1, 3)) / STD.reshape(1, 1, 1, 3)
 
 
 @struct.dataclass
