@@ -140,7 +140,7 @@ def test_bfloat16_cast_step_computes_in_bfloat16_and_keeps_float32_state():
   state = initial_state(v, tx)
   jaxprs = {}
   for dt in ("float32", "bfloat16"):
-    step = make_step(cfg, tx, lambda_semi=1.0, lambda_pxl=0.2, contrast=cast_train._contrast(c),  # noqa: SLF001
+    step = make_step(cfg, tx, lambda_semi=1.0, lambda_pxl=0.2, contrast=cast_train.contrast_config(c),
                      set_cfg=cast_train.set_loss_config(c), compute_dtype=dt)
     new, metrics = jax.eval_shape(step, state, lab, unl, jax.random.key(0))
     floats = {x.dtype for x in jax.tree.leaves((new.params, new.batch_stats, new.opt_state, metrics))

@@ -112,7 +112,8 @@ def compute_dtype(c) -> str:
   return c.model.get("compute_dtype", "float32")
 
 
-def _contrast(c) -> pc.ContrastConfig:
+def contrast_config(c) -> pc.ContrastConfig:
+  """The pixel contrast's settings (`c.contrast`; 0 means off for the optional ones)."""
   k = c.contrast
   return pc.ContrastConfig(num_negatives=k.num_negatives, temperature=k.temperature,
                            final_temperature=k.final_temperature or None, decay_steps=k.decay_steps,
@@ -250,7 +251,7 @@ def train_stage(stage, c, sets, variables, cfg, pseudo, out: Path, progress: boo
   if lam_pxl > 0 and k.bank_size:
     bank = pc.memory_bank(k.bank_size, cfg.embed_dim, cfg.decoder.num_queries, cfg.num_classes + 1)
   state = initial_state(variables, tx, bank)
-  step = make_step(cfg, tx, lambda_semi=lam_semi, lambda_pxl=lam_pxl, contrast=_contrast(c),
+  step = make_step(cfg, tx, lambda_semi=lam_semi, lambda_pxl=lam_pxl, contrast=contrast_config(c),
                    set_cfg=set_loss_config(c),
                    use_bank=bool(lam_pxl > 0 and k.bank_size), bank_push=k.bank_push,
                    compute_dtype=compute_dtype(c), augment=augment_config(c))
