@@ -6,6 +6,7 @@
                            # (2 cores: foundation 30 min, then 35 to 40 min a seed; seeds can run
                            # side by side as separate processes, each with --seeds S, after
                            # --foundation only-teacher / only-student)
+  python benchmarks/cast.py --seeds 1 2 3 --set teacher.lr=1e-3    # overrides for every seed's stages
   python benchmarks/cast.py --variant tiny --seeds 1 --work /tmp/cast_smoke --foundation no   # minutes
 
 First, once for all seeds (unless --foundation no): WORK/foundation_teacher/ and
@@ -75,6 +76,8 @@ def foundation(work: Path, role: str, scale: float, progress: bool) -> tuple[Pat
 
 
 def run_row(work: Path, variant, seed, scale, row, init: list[str]) -> dict:
+  """One table row's model; `init` holds the foundation paths and the `--set` overrides
+  (a row's own overrides come after them, so the ablations stay what they are)."""
   directory, reads, stage, over = row
   out = work / f"seed{seed}" / directory
   if reads is not None and not (out / reads / "model").is_dir():   # share the stage it starts from
@@ -101,6 +104,8 @@ def main():
                       "'no': from random weights; 'only-*': train that foundation model and stop (to train the "
                       "two side by side before the seeds)")
   p.add_argument("--foundation-scale", type=float, default=1.0, help="multiplies the foundation's steps")
+  p.add_argument("--set", nargs="*", default=[], help="config overrides for every seed's stages, key=value "
+                 "(not the foundation models), e.g. teacher.lr=1e-3")
   a = p.parse_args()
   compile_cache.enable()
   work = Path(a.work)
@@ -115,6 +120,7 @@ def main():
               "on generic shapes")
     if a.foundation.startswith("only-"):
       return
+  init += a.set
   per_seed = {name: [] for name in ROWS}
   for seed in a.seeds:
     run_row(work, a.variant, seed, a.scale, ROWS["student, refined"], init)   # main first: the others start from it
@@ -122,12 +128,13 @@ def main():
       per_seed[name].append(run_row(work, a.variant, seed, a.scale, row, init))
   table = {name: {"ap": summary([100 * r["ap"] for r in rs]), "ap50": summary([100 * r["ap50"] for r in rs]),
                   "steps_per_s": summary([r["steps_per_s"] or 0.0 for r in rs])} for name, rs in per_seed.items()}
-  print(f"CAST, synthetic instances, seeds {a.seeds} (variant {a.variant!r}, steps x {a.scale})")
+  print(f"CAST, synthetic instances, seeds {a.seeds} (variant {a.variant!r}, steps x {a.scale}"
+        f"{''.join(', ' + o for o in a.set)})")
   print(f"{'model':<30} {'mask AP':>15} {'AP50':>15} {'steps/s':>8}")
   for name, r in table.items():
     print(f"{name:<30} {r['ap']['mean']:7.2f} +- {r['ap']['std']:4.2f} {r['ap50']['mean']:7.2f} +- "
           f"{r['ap50']['std']:4.2f} {r['steps_per_s']['mean']:8.2f}")
-  write_json(a.json, {"seeds": a.seeds, "variant": a.variant, "scale": a.scale, "table": table,
+  write_json(a.json, {"seeds": a.seeds, "variant": a.variant, "scale": a.scale, "overrides": a.set, "table": table,
                       "foundation": {r: {"ap": 100 * f["ap"], "ap50": 100 * f["ap50"], "steps": f["steps_run"]}
                                      for r, f in found.items()},
                       "seconds": time.perf_counter() - t0, "versions": versions(),
