@@ -2,11 +2,12 @@
 
   python benchmarks/cast.py                              # held-out seeds 1 2 3
   python benchmarks/cast.py --seeds 0 --scale 0.25       # a quick look on the tuning seed
-  python benchmarks/cast.py --seeds 1 2 --scale 0.4 --foundation-scale 0.667   # issue 13's table
-                           # (2 cores: foundation 30 min, then 35 to 40 min a seed; seeds can run
-                           # side by side as separate processes, each with --seeds S, after
-                           # --foundation only-teacher / only-student)
-  python benchmarks/cast.py --seeds 1 2 3 --set teacher.lr=1e-3    # overrides for every seed's stages
+  python benchmarks/cast.py --seeds 1 2 3 --scale 0.4 --foundation-scale 3 --set teacher.lr=1e-3
+                           # the README's table (2 cores: foundation teacher 1 h 50 min and
+                           # student 33 min, each alone with --foundation only-teacher /
+                           # only-student; then the seeds side by side as separate processes,
+                           # each with --seeds S, 70 min for three; then this command, which
+                           # reads the finished stages and writes the table)
   python benchmarks/cast.py --variant tiny --seeds 1 --work /tmp/cast_smoke --foundation no   # minutes
 
 First, once for all seeds (unless --foundation no): WORK/foundation_teacher/ and
