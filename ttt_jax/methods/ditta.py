@@ -142,7 +142,7 @@ def _ditta_learner(task: SegTask, m):
     mom_v = ctx.variables(jax.tree.map(jax.lax.stop_gradient, ctx.ema))
     mlo2, mfe2, _ = forward(mom_v, clip, train=True, key=k_mom)
     mlo, mfe = jax.lax.stop_gradient(mlo2[:b]), jax.lax.stop_gradient(mfe2[:b])
-    mprobs = jax.nn.softmax(up(mlo, hw), -1)
+    mprobs = obj.softmax(up(mlo, hw), -1)
     own = jnp.argmax(mprobs, -1)
     # Distillation: the cached class map already holds the ISS prediction wherever no
     # object covers a pixel (Eq. 5), so every pixel is supervised.
@@ -181,10 +181,10 @@ def _ditta_learner(task: SegTask, m):
     x = data["frame"][None]
     hw = x.shape[1:3]
     lo, fe, _ = forward(v, visible_input(normalise(x)), train=False)
-    p = jax.nn.softmax(up(lo, hw), -1)
+    p = obj.softmax(up(lo, hw), -1)
     if use_addon:
       a_lo = addon.apply({"params": v["params"]["ditta_addon"]}, fe, carry["feat"][None], carry["logits"][None])
-      p = jnp.where(carry["has_prev"], obj.fuse(p, jax.nn.softmax(up(a_lo, hw), -1), d.tau), p)
+      p = jnp.where(carry["has_prev"], obj.fuse(p, obj.softmax(up(a_lo, hw), -1), d.tau), p)
     carry = {"feat": fe[0].astype(jnp.float32), "logits": lo[0].astype(jnp.float32),
              "has_prev": jnp.ones((), bool)}
     return jnp.argmax(p[0], -1).astype(jnp.int32), carry
@@ -197,7 +197,7 @@ def iss_probs_fn(task: SegTask, variables):
   """Jitted `frames_NHW3 uint8 -> probabilities N, H, W, C` of the source (ISS) model."""
   @jax.jit
   def probs(frames):
-    return jax.nn.softmax(task.logits_full(variables, frames), -1)
+    return obj.softmax(task.logits_full(variables, frames), -1)
   return lambda frames: np.concatenate([np.asarray(probs(frames[i:i + 8])) for i in range(0, len(frames), 8)])
 
 
@@ -290,10 +290,10 @@ def _cotta_learner(task: SegTask, m):
     x = normalise(batch_BHW3)
     teacher = ctx.variables(jax.tree.map(jax.lax.stop_gradient, ctx.ema))
     source = ctx.variables(ctx.anchor)
-    p_teacher = jax.nn.softmax(logits_at(teacher, x, 1.0, False), -1)
-    p_aug = jnp.mean(jnp.stack([jax.nn.softmax(logits_at(teacher, x, s, f), -1)
+    p_teacher = obj.softmax(logits_at(teacher, x, 1.0, False), -1)
+    p_aug = jnp.mean(jnp.stack([obj.softmax(logits_at(teacher, x, s, f), -1)
                                 for s in scales for f in (False, True)]), 0)
-    conf = jnp.mean(jnp.max(jax.nn.softmax(logits_at(source, x, 1.0, False), -1), -1))
+    conf = jnp.mean(jnp.max(obj.softmax(logits_at(source, x, 1.0, False), -1), -1))
     pseudo = jnp.argmax(jnp.where(conf < c.threshold, p_aug, p_teacher), -1)
     lo = logits_at(ctx.variables(trainable), x, 1.0, False)
     return obj.distill_loss(lo, pseudo, double_softmax=False), (ctx.stats, ctx.method_state)

@@ -15,6 +15,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ttt_jax.models.reciprocal import softmax
+
 
 def local_window_attention(q_NHWD, k_NHWD, v_NHWC, radius: int) -> jax.Array:
   """out[p] = sum_o softmax_o(q[p] . k[p+o]) v[p+o] over offsets |o| <= radius.
@@ -32,7 +34,7 @@ def local_window_attention(q_NHWD, k_NHWD, v_NHWC, radius: int) -> jax.Array:
   scores = jnp.stack([jnp.where(valid[:, dy:dy + h, dx:dx + w],
                                 jnp.sum(q_NHWD * kp[:, dy:dy + h, dx:dx + w], -1), -jnp.inf)
                       for dy, dx in offs], -1)
-  attn = jax.nn.softmax(scores, -1)  # the centre offset is always valid: no all -inf row
+  attn = softmax(scores, -1)  # the centre offset is always valid: no all -inf row
   return sum(attn[..., i, None] * vp[:, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offs))
 
 

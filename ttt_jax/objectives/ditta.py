@@ -8,6 +8,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ttt_jax.models.reciprocal import l2_normalise, safe_ratio, softmax
+
 IGNORE = 255
 
 
@@ -16,13 +18,13 @@ def reliability(probs_NHWC: jax.Array) -> jax.Array:
   p = jnp.clip(probs_NHWC, 1e-12, 1.0)
   e = -jnp.sum(p * jnp.log(p), -1)
   m = jnp.max(e, axis=(1, 2), keepdims=True)
-  return jnp.where(m > 0, 1.0 - e / jnp.where(m > 0, m, 1.0), 1.0)
+  return jnp.where(m > 0, 1.0 - e * (1.0 / jnp.where(m > 0, m, 1.0)), 1.0)
 
 
 def fuse(p_plain: jax.Array, p_addon: jax.Array, tau: float = 0.8) -> jax.Array:
   """Pixels with R_plain < tau get w p_plain + (1 - w) p_addon, w = R_plain / (R_plain + R_addon)."""
   r_p, r_a = reliability(p_plain), reliability(p_addon)
-  w = (r_p / jnp.maximum(r_p + r_a, 1e-12))[..., None]
+  w = safe_ratio(r_p, r_p + r_a)[..., None]
   mixed = w * p_plain + (1.0 - w) * p_addon
   return jnp.where((r_p < tau)[..., None], mixed, p_plain)
 
@@ -34,7 +36,7 @@ def distill_loss(logits_NHWC, target_NHW, *, double_softmax: bool = True) -> jax
   `double_softmax=True` is the reference code: its cross-entropy is applied to
   softmax probabilities, i.e. log_softmax(softmax(logits)); False is plain CE.
   """
-  z = jax.nn.softmax(logits_NHWC, -1) if double_softmax else logits_NHWC
+  z = softmax(logits_NHWC, -1) if double_softmax else logits_NHWC
   logp = jax.nn.log_softmax(z, -1)
   valid = target_NHW != IGNORE
   t = jnp.where(valid, target_NHW, 0).astype(jnp.int32)
@@ -43,13 +45,14 @@ def distill_loss(logits_NHWC, target_NHW, *, double_softmax: bool = True) -> jax
 
 
 def l2n(x, axis=-1):
-  return x / jnp.maximum(jnp.linalg.norm(x, axis=axis, keepdims=True), 1e-12)
+  """Unit L2 norm along `axis` (see `reciprocal` for why not a plain divide)."""
+  return l2_normalise(x, axis)
 
 
 def minmax(x_NHW):
   lo = jnp.min(x_NHW, axis=(1, 2), keepdims=True)
   hi = jnp.max(x_NHW, axis=(1, 2), keepdims=True)
-  return (x_NHW - lo) / jnp.maximum(hi - lo, 1e-12)
+  return safe_ratio(x_NHW - lo, hi - lo)
 
 
 def update_prototypes(feat_NHWD, rel_NHW, obj_NHW, protos_KD, seen_K):
@@ -61,7 +64,7 @@ def update_prototypes(feat_NHWD, rel_NHW, obj_NHW, protos_KD, seen_K):
   s = jnp.einsum("nhwk,nhwd->kd", onehot, w)
   cnt = jnp.sum(onehot, axis=(0, 1, 2))
   present = cnt > 0
-  new = l2n(s / jnp.maximum(cnt, 1.0)[:, None])
+  new = l2n(s * (1.0 / jnp.maximum(cnt, 1.0))[:, None])
   mixed = jnp.where(seen_K[:, None], l2n((new + protos_KD) / 2.0), new)
   return jnp.where(present[:, None], mixed, protos_KD), seen_K | present
 
@@ -74,7 +77,7 @@ def prototype_reliability(probs_NHWC, *, double_softmax: bool = True) -> jax.Arr
   takes the entropy of the probabilities themselves. Min-max normalised afterwards, both
   give 1 - (E - min E) / (max E - min E).
   """
-  return reliability(jax.nn.softmax(probs_NHWC, -1) if double_softmax else probs_NHWC)
+  return reliability(softmax(probs_NHWC, -1) if double_softmax else probs_NHWC)
 
 
 def contrast_loss(feat_NHWD, obj_NHW, protos_KD, temperature: float = 1.0) -> jax.Array:
