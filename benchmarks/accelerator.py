@@ -30,6 +30,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VSPW_HW = (480, 864)   # VSPW's frames fit and padded by the reader (DESIGN.md)
+# Sizes whose encoder stages run as one lax.scan each (`model.scan_blocks`) unless a cell
+# says otherwise: B5 unrolled (52 blocks) had not compiled after 390 to 530 s on an H100;
+# on the CPU (64x64, batch 2) scanning cut B5's adapting compile from 125 to 98 s and cost
+# 13% in frames/s, and made B2's slower to compile (31 against 25 s), so B2 stays unrolled.
+DEEP = ("b3", "b4", "b5")
 
 
 def short_cells() -> list[dict]:
@@ -90,13 +95,15 @@ def _argv(cell: dict, json_path: Path) -> list[str]:
   if cell.get("kind") == "ditta":
     return [sys.executable, str(Path(__file__).resolve()), "ditta", "--size", cell["size"],
             "--height", str(cell["height"]), "--width", str(cell["width"]),
-            "--frames", str(cell["frames"]), "--json", str(json_path)]
+            "--frames", str(cell["frames"]), "--json", str(json_path)] + (
+                ["--scan-blocks"] if cell.get("scan_blocks", cell["size"] in DEEP) else [])
   argv = [sys.executable, str(HERE / "drivers.py"), "--json", str(json_path)]
   for k in ("size", "height", "width", "frames", "batch", "videos", "repeats"):
     argv += [f"--{k}", str(cell[k])]
   argv += ["--micro-batches", str(cell.get("micro_batches", 1)), "--remat", cell.get("remat", "none"),
            "--compute-dtype", cell.get("compute_dtype", "float32"),
            "--modes", *cell["modes"], "--drivers", *cell["drivers"]]
+  argv += ["--scan-blocks"] if cell.get("scan_blocks", cell["size"] in DEEP) else []
   return argv + (["--native-conv"] if cell.get("native_conv") else [])
 
 
@@ -108,6 +115,7 @@ def ditta_cell(argv=None):
   p.add_argument("--height", type=int, default=VSPW_HW[0])
   p.add_argument("--width", type=int, default=VSPW_HW[1])
   p.add_argument("--frames", type=int, default=16)
+  p.add_argument("--scan-blocks", action="store_true", help="each encoder stage as one lax.scan")
   p.add_argument("--json", required=True)
   p.add_argument("--lock", default="")
   a = p.parse_args(argv)
@@ -120,10 +128,11 @@ def ditta_cell(argv=None):
 
   frames = make_video(VideoSpec(seed=7000, num_frames=a.frames, height=a.height, width=a.width))[0]
   out = {"device": str(jax.devices()[0]), "model": a.size, "frame_size": [a.height, a.width],
-         "frames_per_video": a.frames}
+         "frames_per_video": a.frames, "scan_blocks": a.scan_blocks}
   for name, cfg in (("ditta", ditta_config(distill=False)), ("iss", ditta_config(kind="none", name="iss"))):
     with cfg.unlocked():
       cfg.model.checkpoint, cfg.model.size, cfg.method.mode = "random", a.size, "none"
+      cfg.model.scan_blocks = a.scan_blocks
       cfg.data.height, cfg.data.width = a.height, a.width
     r = make_runner(cfg)[0]
     r.precompile("v", frames, 0)

@@ -5,6 +5,7 @@
   python benchmarks/ditta.py --sam2-time        # also time SAM2 Hiera-tiny propagation (random weights)
   python benchmarks/ditta.py --propagator oracle  # targets from the generator's objects ("oracle")
   python benchmarks/ditta.py --sweep --seeds 1000 # DiTTA's lr x add-on radius on a tuning seed
+  python benchmarks/ditta.py --checkpoint DIR/model --size 256   # another ISS model (issue 14's B2)
 
 Per warm-up and method: mIoU, wIoU, mVC8, mVC16 (mean +- std over seeds, frames
 after the warm-up only) and frames/s. Targets come from the optical-flow
@@ -112,10 +113,15 @@ SWEEP_LR = (1e-4, 3e-4, 1e-3)
 SWEEP_RADIUS = (1, 5)
 
 
+def _source(a) -> dict:
+  """The ISS source model and frame size of the command line, as config overrides."""
+  return {"model.checkpoint": a.checkpoint, "data.height": a.size, "data.width": a.size}
+
+
 def sweep(a):
   """DiTTA's mIoU over lr x add-on radius per warm-up, beside the ISS model: for choosing
   `SYNTHETIC_DITTA` on tuning seeds (never the held-out ones the table reports)."""
-  data = {"data.num_videos": a.videos, "data.num_frames": a.frames}
+  data = {**_source(a), "data.num_videos": a.videos, "data.num_frames": a.frames}
   res: dict[str, list] = {}
   with tempfile.TemporaryDirectory() as tmp:
     tmp = Path(tmp)
@@ -139,7 +145,8 @@ def sweep(a):
   print(f"\nsweep on seeds {a.seeds} ({a.propagator}): mIoU / mVC8, mean over seeds")
   for k, r in rows.items():
     print(f"{k:28s} {100 * r['miou']:6.2f} {100 * r['mvc8']:6.2f}")
-  out = write_json(a.json, {"propagator": a.propagator, "seeds": a.seeds, "rows": rows, "versions": versions()})
+  out = write_json(a.json, {"propagator": a.propagator, "seeds": a.seeds, **_source(a), "rows": rows,
+                            "versions": versions()})
   print(f"wrote {out}")
 
 
@@ -155,19 +162,23 @@ def main(argv=None):
   p.add_argument("--speed-only", action="store_true", help="only the frozen-inference frames/s")
   p.add_argument("--propagator", choices=("flow", "oracle"), default="flow")
   p.add_argument("--sweep", action="store_true", help="DiTTA only, over lr x add-on radius")
+  p.add_argument("--checkpoint", default="builtin_bn",
+                 help="ISS source model: builtin_bn (shipped, BatchNorm heads), builtin or a model dir")
+  p.add_argument("--size", type=int, default=64, help="frame side in pixels (the shipped models: 64)")
   p.add_argument("--json", default="")
   a = p.parse_args(argv)
   a.json = a.json or ("benchmarks/results/ditta" + ("_oracle" if a.propagator == "oracle" else "")
                       + ("_sweep" if a.sweep else "") + ".json")
   compile_cache.enable()
+  source = _source(a)
   if a.sweep:
     return sweep(a)
   if a.speed_only:
-    sp = speeds({"data.num_videos": a.videos, "data.num_frames": a.frames, "data.seed": a.seeds[0]})
+    sp = speeds({**source, "data.num_videos": a.videos, "data.num_frames": a.frames, "data.seed": a.seeds[0]})
     print("frozen inference, frames/s (warm, predict only):", {k: round(v, 3) for k, v in sp.items()})
     print(f"wrote {write_json(a.json.replace('.json', '_speed.json'), {'speed': sp, 'versions': versions()})}")
     return
-  data = {"data.num_videos": a.videos, "data.num_frames": a.frames}
+  data = {**source, "data.num_videos": a.videos, "data.num_frames": a.frames}
   rows: dict[str, dict] = {}
   costs = {}
   with tempfile.TemporaryDirectory() as tmp:
@@ -241,7 +252,7 @@ def main(argv=None):
     print(f"{tag}: DiTTA - ISS  mIoU {100 * d_m.mean():+.2f} +- {100 * sd(d_m):.2f}   "
           f"mVC8 {100 * d_v.mean():+.2f} +- {100 * sd(d_v):.2f}  (points, mean +- std over seeds)")
   out = write_json(a.json, {"propagator": a.propagator, "tuned": TUNED, "reference": REFERENCE,
-                            "seeds": a.seeds, "videos": a.videos, "frames": a.frames, "rows": rows,
+                            "seeds": a.seeds, "videos": a.videos, "frames": a.frames, **_source(a), "rows": rows,
                             "speed": ratios, "costs": costs, "findings": findings, "versions": versions()})
   print(f"wrote {out}")
 

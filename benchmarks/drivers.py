@@ -58,6 +58,7 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=16)
   p.add_argument("--micro-batches", type=int, default=1)
   p.add_argument("--remat", default="none", help="none | blocks | blocks_dots (encoder blocks)")
+  p.add_argument("--scan-blocks", action="store_true", help="each encoder stage as one lax.scan")
   p.add_argument("--compute-dtype", default="float32", help="float32 | bfloat16 (state stays float32)")
   p.add_argument("--window", type=int, default=16)
   p.add_argument("--videos", type=int, default=4)
@@ -87,6 +88,7 @@ def main(argv=None):
     c.model.size = a.size if a.size != "builtin" else "small"
     c.model.remat = a.remat
     c.model.compute_dtype = a.compute_dtype
+    c.model.scan_blocks = a.scan_blocks
     c.method.mode = mode
     c.method.window = a.window
     c.method.batch_size = a.batch
@@ -130,7 +132,7 @@ def main(argv=None):
       "device": str(jax.devices()[0]), "platform": platform.processor() or platform.machine(),
       "model": a.size, "frame_size": [a.height, a.width], "frames_per_video": a.frames,
       "batch": a.batch, "micro_batches": a.micro_batches, "remat": a.remat,
-      "compute_dtype": a.compute_dtype, "window": a.window,
+      "scan_blocks": a.scan_blocks, "compute_dtype": a.compute_dtype, "window": a.window,
       "videos_vmap": a.videos,
       "conv": "native" if a.native_conv else "scan-friendly (shift depthwise, patchify, patches-einsum dW)",
       "rows": rows, "peak_memory_gb": peak, "peak_memory_is": peak_what, "versions": versions()}
@@ -141,7 +143,7 @@ def main(argv=None):
     result["adapt_cost_ratio_scan"] = by["predict-only"]["scan_fps"] / by["adapting"]["scan_fps"]
   print(f"device {result['device']}; model {a.size}; frames {a.height}x{a.width}; {a.frames} frames/video; "
         f"adapting = 1 step/frame, window {a.window}, batch {a.batch} in {a.micro_batches} micro-batches, "
-        f"remat {a.remat}, {a.compute_dtype}; conv: {result['conv']}")
+        f"remat {a.remat}, {a.compute_dtype}, scan_blocks {a.scan_blocks}; conv: {result['conv']}")
   print(f"{'step':<14} {'driver':<8} {'frames/s':>9} {'compile s':>10}")
   for r in rows:
     for d in a.drivers:

@@ -11,6 +11,10 @@ at 0.1 x the heads' lr, stochastic depth in the encoder. Heads normalised by Gro
   ttt-jax pretrain configs/pretrain_synthetic.py:joint_bn --out /tmp/src_bn
   # variants (benchmarks/source_probe.py compares them):
   ttt-jax pretrain configs/pretrain_synthetic.py photometric=True --out /tmp/src_jitter
+  # issue 14's B2 source at 256 x 256 (bfloat16, data parallel; for an accelerator), and
+  # its BatchNorm twin for DiTTA's ISS model:
+  ttt-jax pretrain configs/pretrain_synthetic.py:b2 --out /tmp/src_b2
+  ttt-jax pretrain configs/pretrain_synthetic.py:b2,joint_bn --out /tmp/src_b2_bn
 """
 import ml_collections
 
@@ -19,7 +23,8 @@ def get_config(arg: str = ""):
   c = ml_collections.ConfigDict()
   c.seed = 0
   c.model = ml_collections.ConfigDict(dict(size="small", head_norm="group", drop_path_rate=0.1,
-                                           compute_dtype="float32"))  # or bfloat16 (f32 state)
+                                           compute_dtype="float32",  # or bfloat16 (f32 state)
+                                           remat="none", scan_blocks=False))  # memory, compile time
   c.data_parallel = 0            # devices the batch is split over: 0 one, -1 all, N the first N
   c.data = ml_collections.ConfigDict(dict(seed=1, num_images=1024, height=64, width=64, num_classes=8))
   c.steps = 3500
@@ -37,9 +42,15 @@ def get_config(arg: str = ""):
   c.crop_min_scale = 0.5
   c.save_every = 500
   c.log_every = 50
-  if arg == "joint_bn":  # the recipe of the shipped BatchNorm model (segformer_small_synthetic)
-    c.model.head_norm, c.model.drop_path_rate = "batch", 0.0
-    c.steps, c.recon_weight, c.main_steps, c.encoder_lr_mult = 3000, 1.0, 0, 1.0
-  elif arg:
-    raise ValueError(f"unknown variant {arg!r} of pretrain_synthetic.py; expected '' or 'joint_bn'")
+  for part in filter(None, arg.split(",")):  # variants combine: 'b2,joint_bn'
+    if part == "joint_bn":  # the recipe of the shipped BatchNorm model (segformer_small_synthetic)
+      c.model.head_norm, c.model.drop_path_rate = "batch", 0.0
+      c.steps, c.recon_weight, c.main_steps, c.encoder_lr_mult = 3000, 1.0, 0, 1.0
+    elif part == "b2":  # issue 14's larger source model for an accelerator: B2 at 256 x 256,
+      # bfloat16 compute, the batch split over every local device
+      c.model.size, c.model.compute_dtype, c.data_parallel = "b2", "bfloat16", -1
+      c.data.height = c.data.width = 256
+    else:
+      raise ValueError(f"unknown variant {part!r} of pretrain_synthetic.py; expected 'joint_bn' "
+                       "or 'b2', or both joined by a comma")
   return c

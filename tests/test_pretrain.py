@@ -23,6 +23,8 @@ def test_pretrain_resumes_and_writes_model_and_data_parallel_matches(tmp_path):
   an uninterrupted run with the batch split over the 4 simulated devices (float
   round-off); a batch that does not split is refused."""
   import jax
+  from ttt_jax.checkpoint.model_io import init_variables
+  from ttt_jax.models.segformer import segformer_config
   from ttt_jax.train.pretrain import pretrain
 
   def cfg(dp, batch=4):
@@ -36,8 +38,20 @@ def test_pretrain_resumes_and_writes_model_and_data_parallel_matches(tmp_path):
   assert mcfg.num_labels == 8 and meta["log"][0]["step"] == 2
   assert json.loads((d / "model.json").read_text())["arch"] == "segformer"
   v4, _, _ = load_model(pretrain(cfg(-1), tmp_path / "four", progress=False))
-  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(v["params"]), jax.tree.leaves(v4["params"])):
-    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6, err_msg=jax.tree_util.keystr(path))
+  # In units of the step AdamW takes (the warm-up's lr 0 then lr: one step of about lr
+  # per weight): Adam divides by |gradient| + eps, so the summation order of the split
+  # batch moves a weight whose gradients nearly cancel by a visible share of its step.
+  # Measured on an Intel Xeon: at most 0.26% of a step, 0.13% for 99.9% of the weights.
+  c = cfg(0)
+  init = init_variables(segformer_config("tiny", 8, head_norm=c.model.head_norm), jax.random.key(c.seed),
+                        (32, 32))["params"]
+  for group, lr in (("encoder", c.lr * c.encoder_lr_mult), ("decode_head", c.lr), ("recon", c.lr)):
+    one, four, start = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(t[group])])
+                        for t in (v["params"], v4["params"], init))
+    diff = np.abs(four - one) / lr
+    assert diff.max() < 1e-2, f"{group}: {diff.max():.3g} of a step between 4 devices and one"
+    assert np.quantile(diff, 0.999) < 5e-3, f"{group}: many weights differ between 4 devices and one"
+    assert np.median(np.abs(one - start)) > 0.1 * lr, f"{group} did not move: the comparison is void"
   with pytest.raises(ValueError, match="batch_size=3 does not split over data_parallel=4 devices"):
     pretrain(cfg(-1, batch=3), tmp_path / "bad", progress=False)
 
@@ -173,3 +187,33 @@ def test_bfloat16_pretraining_computes_in_bfloat16_and_keeps_float32_state():
     assert {x.dtype for x in jax.tree.leaves(new.params)} == {np.dtype("float32")}, dt
     jaxprs[dt] = str(jax.make_jaxpr(step)(*args))
   assert "bf16" not in jaxprs["float32"] and jaxprs["bfloat16"].count("bf16[") > 100
+
+
+def test_the_b2_variant_and_its_compute_options_pretrain(tmp_path):
+  """Issue 14's `:b2` source (B2, 256 x 256, bfloat16, every device) combines with
+  `joint_bn`; its compute options run: a model with two-block stages, its stages
+  scanned, bfloat16, the batch over the 4 simulated devices, writes the same parameter
+  layout as an unscanned model (a loadable checkpoint)."""
+  import jax
+  from ttt_jax.checkpoint.model_io import init_variables
+  from ttt_jax.models.segformer import segformer_config
+  from ttt_jax.train.pretrain import pretrain
+  b2 = load_config_file("configs/pretrain_synthetic.py:b2")
+  assert (b2.model.size, b2.model.compute_dtype, b2.data_parallel, b2.data.height, b2.data.width,
+          b2.model.head_norm) == ("b2", "bfloat16", -1, 256, 256, "group")
+  bn = load_config_file("configs/pretrain_synthetic.py:b2,joint_bn")
+  assert (bn.model.size, bn.data.height, bn.model.head_norm, bn.recon_weight) == ("b2", 256, "batch", 1.0)
+  with pytest.raises(ValueError, match="unknown variant 'b9'"):
+    load_config_file("configs/pretrain_synthetic.py:b9")
+  c = _cfg(2, "b2")
+  c.model.size, c.model.scan_blocks = "small", True   # its stage 3 has 2 blocks
+  c.data.height = c.data.width = 32
+  c.batch_size = 4
+  v, mcfg, meta = load_model(pretrain(c, tmp_path, progress=False))
+  assert meta["log"][-1]["step"] == 2 and all(np.isfinite(x) for r in meta["log"] for x in r.values())
+  plain = init_variables(segformer_config("small", 8, head_norm="group"), jax.random.key(0), (32, 32))
+  assert jax.tree.structure(v["params"]) == jax.tree.structure(plain["params"])
+  assert {x.dtype for x in jax.tree.leaves(v["params"])} == {np.dtype("float32")}
+  # The compute options are the run's (recorded in its meta), not the saved architecture's.
+  assert (mcfg.scan_blocks, mcfg.compute_dtype) == (False, "float32")
+  assert (meta["config"]["model"]["scan_blocks"], meta["config"]["model"]["compute_dtype"]) == (True, "bfloat16")

@@ -82,6 +82,7 @@ def base_config(kind: str) -> ml_collections.ConfigDict:
   md.drop_path_rate = -1.0       # stochastic depth in train-mode passes; < 0: the checkpoint's
   md.remat = "none"              # none | blocks | blocks_dots: recompute encoder blocks (memory)
   md.compute_dtype = "float32"   # float32 | bfloat16 (forward in bf16; parameters, optimizer in f32)
+  md.scan_blocks = False         # each encoder stage as one lax.scan: compiles one block per stage
   md.size = "tiny"               # used with checkpoint='random'
   md.head_norm = "batch"         # used with checkpoint='random': batch | group | layer
   md.init_seed = 0

@@ -72,11 +72,12 @@ def load_source_model(model_cfg, num_classes: int):
 
 def _with_drop_path(cfg, model_cfg):
   """The run's compute options on the model: stochastic depth (< 0: the model's own),
-  rematerialisation and the compute dtype."""
+  rematerialisation, the compute dtype and scanned encoder stages."""
   rate = model_cfg.get("drop_path_rate", -1.0)
   cfg = dataclasses.replace(cfg, drop_path_rate=rate) if rate >= 0 else cfg
   return dataclasses.replace(cfg, remat=model_cfg.get("remat", "none"),
-                             compute_dtype=model_cfg.get("compute_dtype", "float32"))
+                             compute_dtype=model_cfg.get("compute_dtype", "float32"),
+                             scan_blocks=bool(model_cfg.get("scan_blocks", False)))
 
 
 def source_model(config) -> "SourceModel":

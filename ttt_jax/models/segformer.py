@@ -67,6 +67,11 @@ class SegFormerConfig:
   # state (`SegTask.apply`, `models/precision.py`).
   remat: str = "none"
   compute_dtype: str = "float32"
+  # `scan_blocks`: each stage's blocks run as one `lax.scan` over their stacked
+  # parameters (stored per block as ever), so XLA compiles one block per stage instead of
+  # all of them (B5 has 52); same outputs within float rounding. Stochastic depth then
+  # draws each block's mask from `fold_in(dropout key, block)`: other draws, same law.
+  scan_blocks: bool = False
 
   def __post_init__(self):
     if self.compute_dtype not in COMPUTE_DTYPES:
@@ -203,17 +208,46 @@ class MiTEncoder(nn.Module):
                kernel_init=init, name=f"patch_embed{i}")(x)
       n, h, w, c = x.shape
       t = nn.LayerNorm(cfg.layer_norm_eps, name=f"patch_norm{i}")(x.reshape(n, h * w, c))
-      block = Block
-      if cfg.remat != "none":  # h, w and deterministic are Python values (self is argument 0)
-        block = nn.remat(Block, static_argnums=(2, 3, 4), policy=REMATS[cfg.remat])
-      for j in range(cfg.depths[i]):
-        t = block(c, cfg.num_attention_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio,
-                  cfg.layer_norm_eps, rates[b], name=f"block{i}_{j}")(t, h, w, deterministic)
-        b += 1
+      d = cfg.depths[i]
+      if cfg.scan_blocks and d > 1 and not self.is_initializing():
+        t = self._scanned_blocks(i, t, h, w, deterministic, rates[b:b + d])
+        b += d
+      else:
+        block = Block
+        if cfg.remat != "none":  # h, w and deterministic are Python values (self is argument 0)
+          block = nn.remat(Block, static_argnums=(2, 3, 4), policy=REMATS[cfg.remat])
+        for j in range(d):
+          t = block(c, cfg.num_attention_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio,
+                    cfg.layer_norm_eps, rates[b], name=f"block{i}_{j}")(t, h, w, deterministic)
+          b += 1
       t = nn.LayerNorm(cfg.layer_norm_eps, name=f"norm{i}")(t)
       x = t.reshape(n, h, w, c)
       feats.append(x)
     return feats
+
+  def _scanned_blocks(self, i, t_NLC, h, w, deterministic, rates):
+    """Stage `i`'s blocks `block{i}_0..` as one `lax.scan`: their parameters (this
+    module's own variables, so gradients reach them) are stacked on a leading axis and
+    each step applies an unbound `Block` to one slice."""
+    cfg = self.config
+    names = [f"block{i}_{j}" for j in range(len(rates))]
+    stacked = jax.tree.map(lambda *p: jnp.stack(p), *[self.variables["params"][n] for n in names])
+    block = Block(t_NLC.shape[-1], cfg.num_attention_heads[i], cfg.sr_ratios[i], cfg.mlp_ratio,
+                  cfg.layer_norm_eps, max(rates), parent=None)
+    key = None if deterministic or max(rates) == 0.0 else self.make_rng("dropout")
+
+    def step(t, xs):
+      params, rate, j = xs
+      if key is None:  # no stochastic depth here: keep the Python rate, so no rng is asked
+        return block.apply({"params": params}, t, h, w, deterministic), None
+      return block.clone(drop_path=rate, parent=None).apply(
+          {"params": params}, t, h, w, deterministic,
+          rngs={"dropout": jax.random.fold_in(key, j)}), None
+
+    if cfg.remat != "none":
+      step = jax.checkpoint(step, policy=REMATS[cfg.remat], prevent_cse=False)
+    xs = (stacked, jnp.asarray(rates, jnp.float32), jnp.arange(len(rates)))
+    return jax.lax.scan(step, t_NLC, xs)[0]
 
 
 # ---------------------------------------------------------------------------

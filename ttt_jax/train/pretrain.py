@@ -155,7 +155,9 @@ def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = No
   out.mkdir(parents=True, exist_ok=True)
   mcfg = segformer_config(c.model.size, c.data.num_classes, head_norm=c.model.get("head_norm", "batch"),
                           drop_path_rate=c.model.get("drop_path_rate", 0.0),
-                          compute_dtype=c.model.get("compute_dtype", "float32"))
+                          compute_dtype=c.model.get("compute_dtype", "float32"),
+                          remat=c.model.get("remat", "none"),
+                          scan_blocks=bool(c.model.get("scan_blocks", False)))
   mesh = data_mesh(c.get("data_parallel", 0), c.batch_size)
   model = YSegFormer(mcfg)
   imgs, labs = synthetic.make_stills(c.data.seed, c.data.num_images, c.data.height, c.data.width)
@@ -182,8 +184,9 @@ def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = No
   variables = {"params": state.params}
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
-  # The compute dtype is the run's choice, not the architecture's.
-  return save_model(out / "model", variables, dataclasses.replace(mcfg, compute_dtype="float32"), meta)
+  # Compute dtype, remat and scanned stages are the run's choices, not the architecture's.
+  arch = dataclasses.replace(mcfg, compute_dtype="float32", remat="none", scan_blocks=False)
+  return save_model(out / "model", variables, arch, meta)
 
 
 def data_mesh(data_parallel: int, batch_size: int) -> Mesh | None:
