@@ -154,10 +154,11 @@ def test_a_tiny_model_memorises_one_image():
   """The whole training path (model, matching, set loss, optimizer, instance inference,
   pycocotools' AP) learns: a tiny random model trained on one image (flips only, no
   scale or colour jitter) scores high mask AP on that image. A defect anywhere in the
-  path keeps AP near 0 (0.0 untrained). 300 steps, past the steep part of the curve: at
-  200 AP depended on the CPU's rounding (0.45 on an earlier machine, 0.23 on AMD EPYC).
-  Measured on AMD EPYC with this body's step keys offset by 0 / 1000 / 2000 / 3000: AP
-  0.65 / 0.65 / 0.74 / 0.78, AP50 1.0 in all four. A demo model without the scale jitter reaches 0.95 AP on one image and
+  path keeps AP near 0 (0.0 untrained). 600 steps, where the curve has flattened: short
+  of it AP depends on the CPU's rounding (at 300 steps 0.65 to 0.78 over four key offsets
+  on AMD EPYC, 0.40 to 0.71 on Intel Xeon; at 200, 0.23 to 0.45). Measured on Intel Xeon
+  with this body's step keys offset by 0 / 1000 / ... / 5000: AP 0.76 to 0.83, AP50 1.0 in
+  all six. A demo model without the scale jitter reaches 0.95 AP on one image and
   0.86 on eight: benchmarks/cast_curve.py --images 1|8 --set augment.min_scale=1
   augment.max_scale=1 augment.colour=False)."""
   import jax
@@ -170,7 +171,7 @@ def test_a_tiny_model_memorises_one_image():
   batch = {"images_BHW3": lab["images_NHW3"][:1], "labels_BG": lab["labels_NG"][:1],
            "masks_BGHW": lab["masks_NGHW"][:1]}
   v, cfg = cast_train.initial_variables(c, "student")
-  steps = 300
+  steps = 600
   tx = make_optimizer(1e-3, steps, 0.0, 1.0)
   state = initial_state(v, tx)
   flips_only = InstanceAugment(min_scale=1.0, max_scale=1.0, colour=False)   # memorising, not generalising
@@ -180,4 +181,4 @@ def test_a_tiny_model_memorises_one_image():
     state, metrics = step(state, batch, None, jax.random.key(i))
   ap = cast_train.evaluate({"params": state.params, "batch_stats": state.batch_stats}, cfg, [unpadded(lab, 0, "0")], c)
   assert float(metrics["sup"]) < 0.3 * 53.2, f"set loss {float(metrics['sup']):.2f} (53.2 at the first step)"
-  assert ap["ap"] > 0.4 and ap["ap50"] > 0.7, f"AP {ap['ap']:.3f}, AP50 {ap['ap50']:.3f} (measured 0.65, 1.0)"
+  assert ap["ap"] > 0.5 and ap["ap50"] > 0.9, f"AP {ap['ap']:.3f}, AP50 {ap['ap50']:.3f} (measured 0.77, 1.0)"
