@@ -37,6 +37,10 @@ VSPW_HW = (480, 864)   # VSPW's frames fit and padded by the reader (DESIGN.md)
 DEEP = ("b3", "b4", "b5")
 
 
+def _scan_flag(cell: dict) -> list[str]:
+  return ["--scan-blocks"] if cell.get("scan_blocks", cell["size"] in DEEP) else []
+
+
 def short_cells() -> list[dict]:
   """A few minutes' lease: native convolutions (fewer ops to compile on a GPU) and
   micro-batches small enough that the scan's batch-32 programs fit beside another."""
@@ -95,15 +99,14 @@ def _argv(cell: dict, json_path: Path) -> list[str]:
   if cell.get("kind") == "ditta":
     return [sys.executable, str(Path(__file__).resolve()), "ditta", "--size", cell["size"],
             "--height", str(cell["height"]), "--width", str(cell["width"]),
-            "--frames", str(cell["frames"]), "--json", str(json_path)] + (
-                ["--scan-blocks"] if cell.get("scan_blocks", cell["size"] in DEEP) else [])
+            "--frames", str(cell["frames"]), "--json", str(json_path)] + _scan_flag(cell)
   argv = [sys.executable, str(HERE / "drivers.py"), "--json", str(json_path)]
   for k in ("size", "height", "width", "frames", "batch", "videos", "repeats"):
     argv += [f"--{k}", str(cell[k])]
   argv += ["--micro-batches", str(cell.get("micro_batches", 1)), "--remat", cell.get("remat", "none"),
            "--compute-dtype", cell.get("compute_dtype", "float32"),
            "--modes", *cell["modes"], "--drivers", *cell["drivers"]]
-  argv += ["--scan-blocks"] if cell.get("scan_blocks", cell["size"] in DEEP) else []
+  argv += _scan_flag(cell)
   return argv + (["--native-conv"] if cell.get("native_conv") else [])
 
 

@@ -252,7 +252,7 @@ def main(argv=None):
     print(f"{tag}: DiTTA - ISS  mIoU {100 * d_m.mean():+.2f} +- {100 * sd(d_m):.2f}   "
           f"mVC8 {100 * d_v.mean():+.2f} +- {100 * sd(d_v):.2f}  (points, mean +- std over seeds)")
   out = write_json(a.json, {"propagator": a.propagator, "tuned": TUNED, "reference": REFERENCE,
-                            "seeds": a.seeds, "videos": a.videos, "frames": a.frames, **_source(a), "rows": rows,
+                            "seeds": a.seeds, "videos": a.videos, "frames": a.frames, **source, "rows": rows,
                             "speed": ratios, "costs": costs, "findings": findings, "versions": versions()})
   print(f"wrote {out}")
 

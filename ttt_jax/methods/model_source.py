@@ -75,9 +75,7 @@ def _with_drop_path(cfg, model_cfg):
   rematerialisation, the compute dtype and scanned encoder stages."""
   rate = model_cfg.get("drop_path_rate", -1.0)
   cfg = dataclasses.replace(cfg, drop_path_rate=rate) if rate >= 0 else cfg
-  return dataclasses.replace(cfg, remat=model_cfg.get("remat", "none"),
-                             compute_dtype=model_cfg.get("compute_dtype", "float32"),
-                             scan_blocks=bool(model_cfg.get("scan_blocks", False)))
+  return cfg.with_compute_options(model_cfg)
 
 
 def source_model(config) -> "SourceModel":

@@ -94,6 +94,21 @@ class SegFormerConfig:
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
 
+  def with_compute_options(self, options) -> "SegFormerConfig":
+    """This architecture with a run's `COMPUTE_OPTIONS` from `options` (a mapping such
+    as `config.model`); an option it does not name takes its default."""
+    return dataclasses.replace(self, **{k: options.get(k, _DEFAULTS[k]) for k in COMPUTE_OPTIONS})
+
+  def architecture(self) -> "SegFormerConfig":
+    """The architecture alone, every compute option at its default (what a checkpoint keeps)."""
+    return self.with_compute_options({})
+
+
+# Fields of SegFormerConfig that are a run's compute choices: same parameters, same
+# outputs to round-off, so a checkpoint records their defaults.
+COMPUTE_OPTIONS = ("remat", "compute_dtype", "scan_blocks")
+_DEFAULTS = {f.name: f.default for f in dataclasses.fields(SegFormerConfig)}
+
 
 _MIT = {
     "b0": dict(hidden_sizes=(32, 64, 160, 256), depths=(2, 2, 2, 2), decoder_hidden_size=256),

@@ -30,7 +30,6 @@ the model in bfloat16 with float32 parameters and optimizer state.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 from pathlib import Path
@@ -154,10 +153,7 @@ def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = No
   out = Path(out_dir).absolute()
   out.mkdir(parents=True, exist_ok=True)
   mcfg = segformer_config(c.model.size, c.data.num_classes, head_norm=c.model.get("head_norm", "batch"),
-                          drop_path_rate=c.model.get("drop_path_rate", 0.0),
-                          compute_dtype=c.model.get("compute_dtype", "float32"),
-                          remat=c.model.get("remat", "none"),
-                          scan_blocks=bool(c.model.get("scan_blocks", False)))
+                          drop_path_rate=c.model.get("drop_path_rate", 0.0)).with_compute_options(c.model)
   mesh = data_mesh(c.get("data_parallel", 0), c.batch_size)
   model = YSegFormer(mcfg)
   imgs, labs = synthetic.make_stills(c.data.seed, c.data.num_images, c.data.height, c.data.width)
@@ -185,8 +181,7 @@ def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = No
   if state.batch_stats:
     variables["batch_stats"] = state.batch_stats
   # Compute dtype, remat and scanned stages are the run's choices, not the architecture's.
-  arch = dataclasses.replace(mcfg, compute_dtype="float32", remat="none", scan_blocks=False)
-  return save_model(out / "model", variables, arch, meta)
+  return save_model(out / "model", variables, mcfg.architecture(), meta)
 
 
 def data_mesh(data_parallel: int, batch_size: int) -> Mesh | None:
