@@ -4,6 +4,7 @@ frame size, step kind and driver, one process per cell, as a table and JSON.
   python benchmarks/accelerator.py --out benchmarks/results/accelerator   # the full sweep
   python benchmarks/accelerator.py --quick --out /tmp/acc                 # tiny cells (CPU smoke)
   python benchmarks/accelerator.py ditta --size b5 --height 480 --width 864   # one DiTTA cell
+  python benchmarks/accelerator.py --short --parallel 2 --profile --out $OUT/acc   # a short lease
 
 Cells (issue 14's figures): SegFormer B0 / B2 / B5 at 512 x 512 and 864 x 480,
 predict-only and adapting (online TTT-MAE: one step per frame on a batch of 32
@@ -17,6 +18,8 @@ time limit) is recorded with its log's tail and the sweep goes on. With
 their timed runs take turns through a lock file; compile seconds are then those
 of concurrent compilations. Results are written
 after every cell (`<out>/accelerator.json`), and a rerun skips finished cells.
+--profile adds FLOPs per frame, achieved TFLOP/s and a traced run's busiest ops
+to each video cell (`drivers.py --profile`; traces under `<out>/profiles`).
 """
 from __future__ import annotations
 
@@ -162,7 +165,13 @@ def fmt(cell: dict, res: dict) -> list[str]:
     for d in cell["drivers"]:
       lines.append(f"{cell['name']:<26} {row['step']:<13} {d:<7} {row[d + '_fps']:9.2f} fps "
                    f"{row[d + '_compile_s']:7.1f} s compile  peak {res['peak_memory_gb']:6.2f} GB "
-                   f"(batch {res['batch']} / {res['micro_batches']} micro)")
+                   f"(batch {res['batch']} / {res['micro_batches']} micro)"
+                   + (f" {row[d + '_tflops_per_s']:.3g} TFLOP/s" if d + "_tflops_per_s" in row else ""))
+    if "profile" in row:
+      pr = row["profile"]
+      top = pr["lines"][0]["top_ops"][:3] if pr["lines"] else []
+      lines.append(f"{'':<26} {row['step']:<13} traced: {pr['process']} busy {pr['busy_fraction']:.0%} of "
+                   f"{pr['span_ms']:.0f} ms; top: " + "; ".join(f"{o['name'][:40]} {o['ms']:.0f} ms" for o in top))
   return lines
 
 
@@ -173,6 +182,9 @@ def sweep(argv=None):
   p.add_argument("--short", action="store_true", help="the cells a few minutes' lease can take")
   p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds before a cell is stopped")
   p.add_argument("--only", nargs="*", default=None, help="cell names to run (default: all)")
+  p.add_argument("--profile", action="store_true",
+                 help="each video cell traces one run per step kind (<out>/profiles/<cell>) and reports "
+                 "FLOPs per frame, achieved TFLOP/s and the device's busiest ops (drivers.py --profile)")
   p.add_argument("--parallel", type=int, default=1,
                  help="cells compiling at once (their timed runs still take turns: a lock file)")
   a = p.parse_args(argv)
@@ -208,6 +220,8 @@ def sweep(argv=None):
       cell = todo.pop(0)
       log = open(out / "cells" / f"{cell['name']}.log", "w")
       argv = _argv(cell, out / "cells" / f"{cell['name']}.json") + ["--lock", str(lock)]
+      if a.profile and cell.get("kind") != "ditta":
+        argv += ["--profile", str(out / "profiles" / cell["name"])]
       running.append((cell, subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT),
                       log, time.perf_counter()))
     time.sleep(1.0)

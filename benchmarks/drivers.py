@@ -13,7 +13,10 @@ compiled ahead of time and run once before timing) and are the best of
 --repeats runs; compile seconds are reported apart. Peak memory is the device's
 (`memory_stats()['peak_bytes_in_use']` on GPU/TPU) or, on the CPU, the process's
 resident-set peak: both cover the whole process, so compare peaks across
-processes that each run one cell (benchmarks/accelerator.py does).
+processes that each run one cell (benchmarks/accelerator.py does). With
+--profile DIR each row also gets its FLOPs per frame (XLA's cost analysis), the
+TFLOP/s each driver achieved, and a summary of one traced run (the device's busy
+fraction and its longest ops; benchmarks/profiling.py), the trace kept in DIR.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import fcntl
 import platform
 import resource
 import time
+from pathlib import Path
 
 import jax
 
@@ -71,6 +75,9 @@ def main(argv=None):
   p.add_argument("--lock", default="", help="a file locked around the timed runs, so cells that "
                  "compile at once in parallel processes never run at once (accelerator.py)")
   p.add_argument("--json", default="benchmarks/results/drivers.json")
+  p.add_argument("--profile", default="", help="a directory: each step kind's first driver runs once more "
+                 "under jax.profiler (trace kept there, summary in the JSON), and each row gets its "
+                 "FLOPs per frame and achieved TFLOP/s (benchmarks/profiling.py)")
   a = p.parse_args(argv)
   if a.native_conv:
     import ttt_jax.models.conv as conv
@@ -80,9 +87,10 @@ def main(argv=None):
   from ttt_jax.io.files import write_json
   from ttt_jax.io.versions import versions
   from ttt_jax.methods.defaults import video_config
+  from ttt_jax.methods.model_source import source_model
   from ttt_jax.runner.run import make_runner
 
-  def runner(mode):
+  def config(mode):
     c = video_config("mae")
     c.model.checkpoint = "builtin" if a.size == "builtin" else "random"
     c.model.size = a.size if a.size != "builtin" else "small"
@@ -93,7 +101,7 @@ def main(argv=None):
     c.method.window = a.window
     c.method.batch_size = a.batch
     c.method.micro_batches = a.micro_batches
-    return make_runner(c)[0]
+    return c
 
   vids = [make_video(VideoSpec(seed=7000 + i, num_frames=a.frames, height=a.height, width=a.width))[0]
           for i in range(a.videos if "vmap" in a.drivers else 1)]
@@ -112,7 +120,9 @@ def main(argv=None):
   for label, mode in (("predict-only", "none"), ("adapting", "window")):
     if label not in a.modes:
       continue
-    r = runner(mode)
+    c = config(mode)
+    model = source_model(c)
+    r = make_runner(c, model=model)[0]
     fns = {"scan": (lambda: r.run_one("v0", vids[0], 0, driver="scan"), a.frames),
            "stream": (lambda: r.run_one("v0", vids[0], 0, driver="stream"), a.frames),
            "vmap": (lambda: r.run_many([(f"v{i}", v) for i, v in enumerate(vids)], range(len(vids))),
@@ -126,6 +136,14 @@ def main(argv=None):
         r.precompile("v0", vids[0], 0, driver=d)
       row[f"{d}_fps"] = n / timed(fn)
       row[f"{d}_compile_s"] = r.compile_seconds - c0
+    if a.profile:
+      from profiling import config_frame_flops, profiled
+      d = next(d for d in a.drivers if d in fns)
+      with exclusive(a.lock):
+        row["profile"] = {"driver": d, **profiled(fns[d][0], Path(a.profile) / f"{label}-{d}")}
+      row["flops_per_frame"] = config_frame_flops(c, model, vids[0])["per_frame"]
+      for d in a.drivers:
+        row[f"{d}_tflops_per_s"] = row["flops_per_frame"] * row[f"{d}_fps"] / 1e12
     rows.append(row)
   peak, peak_what = peak_memory_gb()
   result = {
@@ -149,6 +167,17 @@ def main(argv=None):
     for d in a.drivers:
       print(f"{r['step']:<14} {d + (' x' + str(a.videos) if d == 'vmap' else ''):<8} "
             f"{r[d + '_fps']:9.2f} {r[d + '_compile_s']:10.1f}")
+  for r in rows:
+    if "profile" in r:
+      pr = r["profile"]
+      print(f"{r['step']}: {r['flops_per_frame'] / 1e9:.4g} GFLOP/frame, "
+            + ", ".join(f"{d} {r[d + '_tflops_per_s']:.3g} TFLOP/s" for d in a.drivers)
+            + f"; {pr['driver']} traced: {pr['busy_fraction']:.0%} of {pr['span_ms']:.0f} ms busy "
+            f"on {pr['process']}")
+      for line in pr["lines"]:
+        print(f"  {line['name']}: {line['busy_ms']:.0f} ms busy")
+        for o in line["top_ops"][:6]:
+          print(f"    {o['ms']:9.1f} ms {o['count']:6d}x  {o['name'][:90]}")
   print(f"peak memory {peak:.2f} GB ({peak_what})")
   for k in ("scan_over_stream_adapting", "adapt_cost_ratio_scan"):
     if k in result:

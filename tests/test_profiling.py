@@ -1,0 +1,86 @@
+"""benchmarks/profiling.py: the FLOP counts and trace summaries the accelerator
+sweep reports (`drivers.py --profile`)."""
+import importlib.util
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from ttt_jax.data.synthetic import VideoSpec, make_video
+from ttt_jax.engine.state import Context
+from ttt_jax.methods.defaults import video_config
+from ttt_jax.methods.model_source import source_model
+from ttt_jax.runner.run import make_runner
+
+_spec = importlib.util.spec_from_file_location(
+    "profiling", Path(__file__).resolve().parent.parent / "benchmarks" / "profiling.py")
+profiling = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(profiling)
+
+
+def _runner(**model):
+  c = video_config("mae")
+  c.model.checkpoint, c.model.size = "random", "tiny"
+  c.model.update(model)
+  c.method.batch_size, c.method.window = 2, 4
+  return make_runner(c)[0]
+
+
+@pytest.fixture(scope="module")
+def video_THWC():
+  return make_video(VideoSpec(seed=1, num_frames=4, height=32, width=32))[0]
+
+
+def test_a_sample_s_gradient_costs_a_few_forwards_and_batches_scale_linearly(video_THWC):
+  r = _runner()
+  f = profiling.frame_flops(r, video_THWC)
+  # Forward plus backward (about twice the forward) of the masked-reconstruction
+  # model: 3.16x one frame's prediction for this model, measured.
+  ratio = f["loss_grad_per_sample"] / f["predict"]
+  assert 2.5 < ratio < 4.0, f"loss gradient / prediction FLOPs = {ratio:.2f}, expected about 3"
+  # drivers.py multiplies the one-sample count by the batch: check that it is linear.
+  data_T = r.plan.make_ticks("v0", video_THWC)
+  s = r.state_for(data_T, 4, 0)
+  ctx = Context(frozen=s.frozen, stats=s.stats, method_state=s.method_state, ema=s.ema,
+                anchor=s.anchor, hparams=s.hparams)
+  vg = jax.jit(jax.value_and_grad(r.plan.learner.loss_fn, has_aux=True))
+  two = vg.lower(s.trainable, ctx, jax.tree.map(lambda x: x[:2], data_T), jax.random.key(0))
+  assert two.cost_analysis()["flops"] == pytest.approx(2 * f["loss_grad_per_sample"], rel=0.01)
+
+
+def test_a_run_s_frame_flops_ignore_scanned_stages_and_micro_batches(video_THWC):
+  def config(**method):
+    c = video_config("mae")
+    c.model.checkpoint, c.model.size = "random", "small"   # 'small': two blocks in stage 3
+    c.method.batch_size, c.method.window = 2, 4
+    c.method.update(method)
+    return c
+  plain_c = config()
+  plain = profiling.config_frame_flops(plain_c, source_model(plain_c), video_THWC)
+  assert plain["per_frame"] == plain["predict"] + 2 * plain["loss_grad_per_sample"]
+  # XLA counts a loop's body once: counted as they run, scanned stages would undercount.
+  split_c = config(micro_batches=2)
+  split_c.model.scan_blocks = True
+  scanned = source_model(split_c)
+  assert scanned.cfg.scan_blocks
+  assert profiling.frame_flops(make_runner(split_c, model=scanned)[0], video_THWC)["predict"] < plain["predict"]
+  assert profiling.config_frame_flops(split_c, scanned, video_THWC) == plain
+  none_c = config(mode="none")
+  assert profiling.config_frame_flops(none_c, source_model(none_c), video_THWC)["per_frame"] == plain["predict"]
+
+
+def test_busy_time_is_the_union_of_intervals():
+  assert profiling._busy_us([(5, 6), (0, 2), (1, 3), (1.5, 2.5)]) == 4  # noqa: SLF001
+
+
+def test_a_trace_summary_names_the_ops_that_ran(tmp_path):
+  f = jax.jit(lambda x: jnp.tanh(x @ x).sum())
+  x = jnp.ones((256, 256))
+  f(x).block_until_ready()
+  s = profiling.profiled(lambda: [f(x).block_until_ready() for _ in range(5)], tmp_path)
+  assert s["process"] and 0 < s["busy_ms"] <= s["span_ms"] and 0 < s["busy_fraction"] <= 1
+  assert s["lines"] and all(line["busy_ms"] > 0 for line in s["lines"])
+  assert max(o["count"] for line in s["lines"] for o in line["top_ops"]) >= 5, s["lines"]
+  with pytest.raises(FileNotFoundError, match="trace.json.gz"):
+    profiling.summarise_trace(tmp_path / "nothing")
