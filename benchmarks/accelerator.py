@@ -167,6 +167,9 @@ def fmt(cell: dict, res: dict) -> list[str]:
                    f"{row[d + '_compile_s']:7.1f} s compile  peak {res['peak_memory_gb']:6.2f} GB "
                    f"(batch {res['batch']} / {res['micro_batches']} micro)"
                    + (f" {row[d + '_tflops_per_s']:.3g} TFLOP/s" if d + "_tflops_per_s" in row else ""))
+    for k in ("profile_error", "flops_error"):
+      if k in row:
+        lines.append(f"{'':<26} {row['step']:<13} {k}: {row[k][:120]}")
     if "profile" in row:
       pr = row["profile"]
       top = pr["lines"][0]["top_ops"][:3] if pr["lines"] else []

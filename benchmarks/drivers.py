@@ -139,11 +139,19 @@ def main(argv=None):
     if a.profile:
       from profiling import config_frame_flops, profiled
       d = next(d for d in a.drivers if d in fns)
-      with exclusive(a.lock):
-        row["profile"] = {"driver": d, **profiled(fns[d][0], Path(a.profile) / f"{label}-{d}")}
-      row["flops_per_frame"] = config_frame_flops(c, model, vids[0])["per_frame"]
-      for d in a.drivers:
-        row[f"{d}_tflops_per_s"] = row["flops_per_frame"] * row[f"{d}_fps"] / 1e12
+      # Neither may cost the cell its timings: a device without a working tracer
+      # (e.g. no CUPTI) records why instead.
+      try:
+        with exclusive(a.lock):
+          row["profile"] = {"driver": d, **profiled(fns[d][0], Path(a.profile) / f"{label}-{d}")}
+      except Exception as e:  # noqa: BLE001 - reported in the JSON and the table
+        row["profile_error"] = f"{type(e).__name__}: {e}"
+      try:
+        row["flops_per_frame"] = config_frame_flops(c, model, vids[0])["per_frame"]
+        for d in a.drivers:
+          row[f"{d}_tflops_per_s"] = row["flops_per_frame"] * row[f"{d}_fps"] / 1e12
+      except Exception as e:  # noqa: BLE001
+        row["flops_error"] = f"{type(e).__name__}: {e}"
     rows.append(row)
   peak, peak_what = peak_memory_gb()
   result = {
@@ -168,11 +176,15 @@ def main(argv=None):
       print(f"{r['step']:<14} {d + (' x' + str(a.videos) if d == 'vmap' else ''):<8} "
             f"{r[d + '_fps']:9.2f} {r[d + '_compile_s']:10.1f}")
   for r in rows:
+    for k in ("profile_error", "flops_error"):
+      if k in r:
+        print(f"{r['step']}: {k} {r[k][:200]}")
+    if "flops_per_frame" in r:
+      print(f"{r['step']}: {r['flops_per_frame'] / 1e9:.4g} GFLOP/frame, "
+            + ", ".join(f"{d} {r[d + '_tflops_per_s']:.3g} TFLOP/s" for d in a.drivers))
     if "profile" in r:
       pr = r["profile"]
-      print(f"{r['step']}: {r['flops_per_frame'] / 1e9:.4g} GFLOP/frame, "
-            + ", ".join(f"{d} {r[d + '_tflops_per_s']:.3g} TFLOP/s" for d in a.drivers)
-            + f"; {pr['driver']} traced: {pr['busy_fraction']:.0%} of {pr['span_ms']:.0f} ms busy "
+      print(f"{r['step']}: {pr['driver']} traced: {pr['busy_fraction']:.0%} of {pr['span_ms']:.0f} ms busy "
             f"on {pr['process']}")
       for line in pr["lines"]:
         print(f"  {line['name']}: {line['busy_ms']:.0f} ms busy")
