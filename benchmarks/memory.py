@@ -32,6 +32,8 @@ def main(argv=None):
   p.add_argument("--batch", type=int, default=32)
   p.add_argument("--micro", nargs="+", type=int, default=[4, 8], help="micro-batch splits to measure")
   p.add_argument("--remat", default="none")
+  p.add_argument("--scan-blocks", action="store_true",
+                 help="each encoder stage as one lax.scan (on a CPU, what lets --remat save memory)")
   p.add_argument("--compute-dtype", default="float32")
   p.add_argument("--frames", nargs="+", type=int, default=[4, 8], help="video lengths (memory must stay flat)")
   p.add_argument("--out", default="benchmarks/results/memory")
@@ -42,17 +44,18 @@ def main(argv=None):
   from ttt_jax.io.files import write_json
   env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE.parent), os.environ.get("PYTHONPATH", "")])}
   rows = []
-  print(f"{'model':<8} {'frame':>9} {'batch':>5} {'micro':>5} {'remat':>6} {'frames':>6} {'peak GB':>8} {'frames/s':>9}")
+  print(f"{'model':<8} {'frame':>9} {'batch':>5} {'micro':>5} {'remat':>6} {'scan':>5} {'frames':>6} {'peak GB':>8} {'frames/s':>9}")
   for size in a.sizes:
     for micro in a.micro:
       for frames in a.frames:
-        name = f"{size}-{a.width}x{a.height}-b{a.batch}-m{micro}-{a.remat}-{a.compute_dtype}-t{frames}"
+        scan = "-scan" if a.scan_blocks else ""
+        name = f"{size}-{a.width}x{a.height}-b{a.batch}-m{micro}-{a.remat}{scan}-{a.compute_dtype}-t{frames}"
         path = out / "cells" / f"{name}.json"
         if not path.exists():
           argv = [sys.executable, str(HERE / "drivers.py"), "--size", size, "--height", str(a.height),
                   "--width", str(a.width), "--frames", str(frames), "--batch", str(a.batch),
                   "--micro-batches", str(micro), "--remat", a.remat, "--compute-dtype", a.compute_dtype, "--videos", "1", "--repeats", "1",
-                  "--modes", "adapting", "--drivers", "scan", "--json", str(path)]
+                  "--modes", "adapting", "--drivers", "scan", "--json", str(path)] + ["--scan-blocks"] * a.scan_blocks
           proc = subprocess.run(argv, env=env, capture_output=True, text=True)
           if proc.returncode != 0:
             rows.append({"cell": name, "error": proc.stderr[-1500:]})
@@ -60,12 +63,12 @@ def main(argv=None):
             continue
         r = json.loads(path.read_text())
         row = {"cell": name, "model": size, "frame_size": [a.height, a.width], "batch": a.batch,
-               "micro_batches": micro, "remat": a.remat, "compute_dtype": a.compute_dtype, "frames": frames,
+               "micro_batches": micro, "remat": a.remat, "scan_blocks": a.scan_blocks, "compute_dtype": a.compute_dtype, "frames": frames,
                "peak_memory_gb": r["peak_memory_gb"], "peak_memory_is": r["peak_memory_is"],
                "adapting_fps": r["rows"][0]["scan_fps"], "compile_s": r["rows"][0]["scan_compile_s"],
                "device": r["device"]}
         rows.append(row)
-        print(f"{size:<8} {a.width:>4}x{a.height:<4} {a.batch:>5} {micro:>5} {a.remat:>6} {frames:>6} "
+        print(f"{size:<8} {a.width:>4}x{a.height:<4} {a.batch:>5} {micro:>5} {a.remat:>6} {str(a.scan_blocks):>5} {frames:>6} "
               f"{row['peak_memory_gb']:8.2f} {row['adapting_fps']:9.3f}", flush=True)
   print(f"wrote {write_json(out / 'memory.json', {'rows': rows})}")
   return rows

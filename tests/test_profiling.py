@@ -84,3 +84,22 @@ def test_a_trace_summary_names_the_ops_that_ran(tmp_path):
   assert max(o["count"] for line in s["lines"] for o in line["top_ops"]) >= 5, s["lines"]
   with pytest.raises(FileNotFoundError, match="trace.json.gz"):
     profiling.summarise_trace(tmp_path / "nothing")
+
+
+def test_remat_benchmark_shows_the_recomputation_that_survived(tmp_path):
+  """benchmarks/remat.py on the shipped small model (stage 3 has two blocks, the only
+  stage it scans): scanned and rematerialised, the compiled program recomputes (more
+  dot and convolution ops) and plans fewer bytes per sample."""
+  spec = importlib.util.spec_from_file_location(
+      "remat_benchmark", Path(__file__).resolve().parent.parent / "benchmarks" / "remat.py")
+  remat = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(remat)
+  out = remat.main(["--sizes", "small", "--frames", "32x32", "--remats", "none", "blocks",
+                    "--json", str(tmp_path / "remat.json")])
+  assert (tmp_path / "remat.json").exists()
+  rows = {(r["scan_blocks"], r["remat"]): r for r in out["rows"]}
+  assert set(rows) == {(False, "none"), (False, "blocks"), (True, "none"), (True, "blocks")}
+  assert all(r["per_sample_gb"] > 0 and r["fixed_gb"] > 0 for r in rows.values()), rows
+  plain, recomputed = rows[True, "none"], rows[True, "blocks"]
+  assert recomputed["matmuls"] > plain["matmuls"], (plain, recomputed)
+  assert recomputed["per_sample_gb"] < plain["per_sample_gb"], (plain, recomputed)

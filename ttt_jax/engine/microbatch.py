@@ -79,20 +79,32 @@ def accumulated_value_and_grad(loss_fn: Callable, micro_batches: int):
   return f
 
 
-def step_bytes(loss_fn: Callable, trainable: PyTree, ctx, sample: jax.ShapeDtypeStruct | PyTree,
-               size: int) -> int:
-  """Device bytes XLA plans for one loss-and-gradient call on `size` samples:
-  arguments, outputs and temporaries of the compiled program (`memory_analysis`),
-  compiled from shapes alone (nothing runs). `sample` is one sample's shapes."""
+def compiled_step(loss_fn: Callable, trainable: PyTree, ctx, sample: jax.ShapeDtypeStruct | PyTree,
+                  size: int) -> jax.stages.Compiled:
+  """One loss-and-gradient call on `size` samples, compiled from shapes alone
+  (nothing runs). `sample` is one sample's shapes."""
   batch = jax.tree.map(lambda s: jax.ShapeDtypeStruct((size, *s.shape), s.dtype), sample)
   key = jax.ShapeDtypeStruct((), jax.random.key(0).dtype)
   shapes = lambda t: jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), t)
-  compiled = jax.jit(jax.value_and_grad(loss_fn, has_aux=True)).lower(
+  return jax.jit(jax.value_and_grad(loss_fn, has_aux=True)).lower(
       shapes(trainable), shapes(ctx), batch, key).compile()
-  m = compiled.memory_analysis()
+
+
+def step_bytes(loss_fn: Callable, trainable: PyTree, ctx, sample: jax.ShapeDtypeStruct | PyTree,
+               size: int) -> int:
+  """Device bytes XLA plans for one loss-and-gradient call on `size` samples:
+  arguments, outputs and temporaries of the compiled program (`memory_analysis`
+  of `compiled_step`)."""
+  m = compiled_step(loss_fn, trainable, ctx, sample, size).memory_analysis()
   if m is None:
     raise RuntimeError(f"this backend ({jax.default_backend()}) reports no memory analysis; "
                        "set the micro-batches by hand instead of a memory budget")
+  return planned_bytes(m)
+
+
+def planned_bytes(m) -> int:
+  """Arguments, outputs and temporaries of a compiled program's `memory_analysis()`,
+  buffers an output aliases counted once."""
   return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
              - m.alias_size_in_bytes)
 
