@@ -19,6 +19,17 @@ import jax
 from ttt_jax.engine.state import Context
 
 
+def step_inputs(runner, video_THWC):
+  """What `runner`'s learner functions take on a video, before its first frame:
+  `(state, ctx, data_T)`, the state for the whole video, its `Context` and the
+  video's ticks (one per frame)."""
+  data_T = runner.plan.make_ticks("v0", video_THWC)
+  state = runner.state_for(data_T, len(jax.tree.leaves(data_T)[0]), 0)
+  ctx = Context(frozen=state.frozen, stats=state.stats, method_state=state.method_state,
+                ema=state.ema, anchor=state.anchor, hparams=state.hparams)
+  return state, ctx, data_T
+
+
 def frame_flops(runner, video_THWC) -> dict:
   """XLA's FLOP estimates of one frame's work under `runner`'s plan.
 
@@ -35,10 +46,7 @@ def frame_flops(runner, video_THWC) -> dict:
     learner).
   """
   plan = runner.plan
-  data_T = plan.make_ticks("v0", video_THWC)
-  state = runner.state_for(data_T, len(jax.tree.leaves(data_T)[0]), 0)
-  ctx = Context(frozen=state.frozen, stats=state.stats, method_state=state.method_state,
-                ema=state.ema, anchor=state.anchor, hparams=state.hparams)
+  state, ctx, data_T = step_inputs(runner, video_THWC)
   flops = lambda fn, *args: float(jax.jit(fn).lower(*args).cost_analysis()["flops"])
   out = {"predict": flops(plan.learner.predict_fn, state.trainable, ctx,
                           jax.tree.map(lambda x: x[0], data_T))}

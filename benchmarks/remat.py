@@ -21,6 +21,8 @@ a scan it sits in the backward loop's body and can only run there. Compare
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import time
 
 
@@ -35,45 +37,41 @@ def main(argv=None):
 
   import jax
 
+  from profiling import step_inputs  # benchmarks/ is the script's folder, first on sys.path
   from ttt_jax.data.synthetic import VideoSpec, make_video
   from ttt_jax.engine.microbatch import GB, compiled_step, planned_bytes
-  from ttt_jax.engine.state import Context
   from ttt_jax.io.files import write_json
   from ttt_jax.io.versions import versions
   from ttt_jax.methods.defaults import video_config
   from ttt_jax.methods.model_source import source_model
   from ttt_jax.runner.run import make_runner
 
+  frames = [tuple(int(v) for v in hw.split("x")) for hw in a.frames]
+  videos = {hw: make_video(VideoSpec(seed=1, num_frames=2, height=hw[0], width=hw[1]))[0] for hw in frames}
   rows = []
   print(f"{'model':<6} {'frame':>9} {'scan':>5} {'remat':>11} {'per sample GB':>13} {'fixed GB':>9} {'matmuls':>7} {'compile s':>9}")
-  for hw in a.frames:
-    h, w = (int(v) for v in hw.split("x"))
-    video = make_video(VideoSpec(seed=1, num_frames=2, height=h, width=w))[0]
-    for size in a.sizes:
-      for scan in (False, True):
-        for remat in a.remats:
-          c = video_config("mae")
-          c.model.checkpoint = "builtin" if size == "small" else "random"
-          c.model.size, c.model.remat, c.model.scan_blocks = size, remat, scan
-          c.method.batch_size, c.method.window = 2, 2
-          runner = make_runner(c, model=source_model(c))[0]
-          plan = runner.plan
-          data_T = plan.make_ticks("v0", video)
-          s = runner.state_for(data_T, 2, 0)
-          ctx = Context(frozen=s.frozen, stats=s.stats, method_state=s.method_state, ema=s.ema,
-                        anchor=s.anchor, hparams=s.hparams)
-          sample = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), data_T)
-          t0 = time.perf_counter()
-          programs = [compiled_step(plan.learner.loss_fn, s.trainable, ctx, sample, n) for n in (1, 2)]
-          one, two = (planned_bytes(prog.memory_analysis()) for prog in programs)
-          text = programs[0].as_text()
-          row = {"model": size, "frame_size": [h, w], "scan_blocks": scan, "remat": remat,
-                 "per_sample_gb": (two - one) / GB, "fixed_gb": (2 * one - two) / GB,
-                 "compile_s": time.perf_counter() - t0,
-                 "matmuls": text.count(" dot(") + text.count(" convolution(")}
-          rows.append(row)
-          print(f"{size:<6} {h:>4}x{w:<4} {str(scan):>5} {remat:>11} {row['per_sample_gb']:13.3f} "
-                f"{row['fixed_gb']:9.3f} {row['matmuls']:7d} {row['compile_s']:9.1f}", flush=True)
+  for size in a.sizes:
+    c = video_config("mae")
+    c.model.checkpoint = "builtin" if size == "small" else "random"
+    c.model.size = size
+    c.method.batch_size, c.method.window = 2, 2
+    loaded = source_model(c)  # once per size: remat and scanning are compute options of its cfg
+    for (h, w), (scan, remat) in itertools.product(frames, itertools.product((False, True), a.remats)):
+      model = dataclasses.replace(loaded, cfg=dataclasses.replace(loaded.cfg, remat=remat, scan_blocks=scan))
+      runner = make_runner(c, model=model)[0]
+      s, ctx, data_T = step_inputs(runner, videos[h, w])
+      sample = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), data_T)
+      t0 = time.perf_counter()
+      programs = [compiled_step(runner.plan.learner.loss_fn, s.trainable, ctx, sample, n) for n in (1, 2)]
+      one, two = (planned_bytes(prog) for prog in programs)
+      text = programs[0].as_text()
+      row = {"model": size, "frame_size": [h, w], "scan_blocks": scan, "remat": remat,
+             "per_sample_gb": (two - one) / GB, "fixed_gb": (2 * one - two) / GB,
+             "compile_s": time.perf_counter() - t0,
+             "matmuls": text.count(" dot(") + text.count(" convolution(")}
+      rows.append(row)
+      print(f"{size:<6} {h:>4}x{w:<4} {str(scan):>5} {remat:>11} {row['per_sample_gb']:13.3f} "
+            f"{row['fixed_gb']:9.3f} {row['matmuls']:7d} {row['compile_s']:9.1f}", flush=True)
   out = {"measured_by": "XLA memory analysis of the compiled loss-and-gradient (1 and 2 samples)",
          "device": str(jax.devices()[0]), "rows": rows, "versions": versions()}
   print(f"wrote {write_json(a.json, out)}")

@@ -92,19 +92,19 @@ def compiled_step(loss_fn: Callable, trainable: PyTree, ctx, sample: jax.ShapeDt
 
 def step_bytes(loss_fn: Callable, trainable: PyTree, ctx, sample: jax.ShapeDtypeStruct | PyTree,
                size: int) -> int:
-  """Device bytes XLA plans for one loss-and-gradient call on `size` samples:
-  arguments, outputs and temporaries of the compiled program (`memory_analysis`
-  of `compiled_step`)."""
-  m = compiled_step(loss_fn, trainable, ctx, sample, size).memory_analysis()
+  """Device bytes XLA plans for one loss-and-gradient call on `size` samples
+  (`planned_bytes` of `compiled_step`)."""
+  return planned_bytes(compiled_step(loss_fn, trainable, ctx, sample, size))
+
+
+def planned_bytes(compiled: jax.stages.Compiled) -> int:
+  """Arguments, outputs and temporaries of a compiled program (its
+  `memory_analysis()`), buffers an output aliases counted once. Raises
+  RuntimeError on a backend that reports no memory analysis."""
+  m = compiled.memory_analysis()
   if m is None:
     raise RuntimeError(f"this backend ({jax.default_backend()}) reports no memory analysis; "
                        "set the micro-batches by hand instead of a memory budget")
-  return planned_bytes(m)
-
-
-def planned_bytes(m) -> int:
-  """Arguments, outputs and temporaries of a compiled program's `memory_analysis()`,
-  buffers an output aliases counted once."""
   return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
              - m.alias_size_in_bytes)
 
