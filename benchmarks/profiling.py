@@ -71,6 +71,26 @@ def config_frame_flops(config, model, video_THWC) -> dict:
   return {**f, "per_frame": f["predict"] + steps * c.method.batch_size * f.get("loss_grad_per_sample", 0.0)}
 
 
+def pretrain_step_flops(config) -> float:
+  """XLA's FLOP estimate of one `ttt-jax pretrain` step of a SegFormer pretraining
+  config (configs/pretrain_synthetic.py): both passes, their gradient, the
+  optimizer. Counted from shapes alone (nothing is initialised or compiled) and
+  unscanned (a scanned stage would count one block)."""
+  import jax.numpy as jnp
+
+  from ttt_jax.models.segformer import YSegFormer
+  from ttt_jax.train import pretrain
+  c = config.copy_and_resolve_references()
+  mcfg = dataclasses.replace(pretrain.model_config(c), scan_blocks=False)
+  tx = pretrain.make_optimizer(c)
+  state = jax.eval_shape(lambda: pretrain.initial_state(c, mcfg, tx))
+  b, h, w = c.batch_size, c.data.height, c.data.width
+  step = pretrain.make_train_step(YSegFormer(mcfg), tx, c)
+  lowered = step.lower(state, jax.ShapeDtypeStruct((b, h, w, 3), jnp.uint8),
+                       jax.ShapeDtypeStruct((b, h, w), jnp.int32), jax.random.key(0))
+  return float(lowered.cost_analysis()["flops"])
+
+
 def _busy_us(intervals) -> float:
   """Length of the union of `(start, end)` intervals (microseconds)."""
   total, end = 0.0, float("-inf")

@@ -1,12 +1,14 @@
 """benchmarks/profiling.py: the FLOP counts and trace summaries the accelerator
 sweep reports (`drivers.py --profile`)."""
 import importlib.util
+import json
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import pytest
 
+from ttt_jax.cli.config_io import load_config_file
 from ttt_jax.data.synthetic import VideoSpec, make_video
 from ttt_jax.engine.state import Context
 from ttt_jax.methods.defaults import video_config
@@ -70,6 +72,42 @@ def test_a_run_s_frame_flops_ignore_scanned_stages_and_micro_batches(video_THWC)
   assert profiling.config_frame_flops(none_c, source_model(none_c), video_THWC)["per_frame"] == plain["predict"]
 
 
+def _benchmark(name, monkeypatch):
+  """benchmarks/<name>.py as a module, its folder first on sys.path as when it is run."""
+  benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
+  monkeypatch.syspath_prepend(str(benchmarks))
+  spec = importlib.util.spec_from_file_location(f"{name}_benchmark", benchmarks / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _pretrain_cfg(batch, **model):
+  c = load_config_file("configs/pretrain_synthetic.py")
+  c.model.size, c.data.height, c.data.width, c.batch_size = "small", 32, 32, batch  # 'small': a scanned stage
+  c.model.update(model)
+  return c
+
+
+def test_a_pretraining_step_s_flops_are_affine_in_the_batch_and_ignore_scanned_stages(tmp_path, monkeypatch):
+  f = {b: profiling.pretrain_step_flops(_pretrain_cfg(b)) for b in (1, 2, 4)}
+  per_sample, fixed = f[2] - f[1], 2 * f[1] - f[2]   # the fixed part: the optimizer, the clip
+  assert f[4] == pytest.approx(f[2] + 2 * per_sample, rel=1e-4), f
+  assert 0 < fixed < per_sample, f
+  # Counted unscanned: a scanned stage's loop body would count one block.
+  assert profiling.pretrain_step_flops(_pretrain_cfg(2, scan_blocks=True)) == f[2]
+  # flops.py --pretrain: the whole run is `steps` such steps.
+  flops = _benchmark("flops", monkeypatch)
+  path = "configs/pretrain_synthetic.py"
+  out = flops.main(["--pretrain", path, "--budget-s", "100", "--json", str(tmp_path / "p.json")])
+  (row,) = out["rows"]
+  c = load_config_file(path)
+  step = profiling.pretrain_step_flops(c)
+  assert row["steps"] == c.steps and row["total_pflop"] == pytest.approx(step * c.steps / 1e15)
+  assert row["rate_for_budget_tflops"] == pytest.approx(step * c.steps / 100 / 1e12)
+  assert json.loads((tmp_path / "p.json").read_text())["rows"] == out["rows"]
+
+
 def test_busy_time_is_the_union_of_intervals():
   assert profiling._busy_us([(5, 6), (0, 2), (1, 3), (1.5, 2.5)]) == 4  # noqa: SLF001
 
@@ -90,11 +128,7 @@ def test_remat_benchmark_shows_the_recomputation_that_survived(tmp_path, monkeyp
   """benchmarks/remat.py on the shipped small model (stage 3 has two blocks, the only
   stage it scans): scanned and rematerialised, the compiled program recomputes (more
   dot and convolution ops) and plans fewer bytes per sample."""
-  benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
-  monkeypatch.syspath_prepend(str(benchmarks))  # as when run: its folder first on sys.path
-  spec = importlib.util.spec_from_file_location("remat_benchmark", benchmarks / "remat.py")
-  remat = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(remat)
+  remat = _benchmark("remat", monkeypatch)
   out = remat.main(["--sizes", "small", "--frames", "32x32", "--remats", "none", "blocks",
                     "--json", str(tmp_path / "remat.json")])
   assert (tmp_path / "remat.json").exists()

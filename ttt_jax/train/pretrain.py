@@ -143,6 +143,19 @@ def make_optimizer(c) -> optax.GradientTransformation:
   return optax.chain(optax.clip_by_global_norm(1.0), optax.partition(txs, labels))
 
 
+def model_config(c):
+  """The SegFormer config a pretraining config trains (architecture and compute options)."""
+  return segformer_config(c.model.size, c.data.num_classes, head_norm=c.model.get("head_norm", "batch"),
+                          drop_path_rate=c.model.get("drop_path_rate", 0.0)).with_compute_options(c.model)
+
+
+def initial_state(c, mcfg, tx) -> TrainState:
+  """Step 0: parameters from `c.seed`, their optimizer state under `tx`."""
+  v = init_variables(mcfg, jax.random.key(c.seed), (c.data.height, c.data.width))
+  # A model whose heads keep no running statistics (head_norm 'group'/'layer') has none.
+  return TrainState(v["params"], v.get("batch_stats", {}), tx.init(v["params"]), jnp.zeros((), jnp.int32))
+
+
 def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = None) -> Path | None:
   """Trains per `config` (see configs/pretrain_synthetic.py); returns the model dir.
 
@@ -152,15 +165,12 @@ def pretrain(config, out_dir, *, progress: bool = True, stop_at: int | None = No
   c = config
   out = Path(out_dir).absolute()
   out.mkdir(parents=True, exist_ok=True)
-  mcfg = segformer_config(c.model.size, c.data.num_classes, head_norm=c.model.get("head_norm", "batch"),
-                          drop_path_rate=c.model.get("drop_path_rate", 0.0)).with_compute_options(c.model)
+  mcfg = model_config(c)
   mesh = data_mesh(c.get("data_parallel", 0), c.batch_size)
   model = YSegFormer(mcfg)
   imgs, labs = synthetic.make_stills(c.data.seed, c.data.num_images, c.data.height, c.data.width)
   tx = make_optimizer(c)
-  v = init_variables(mcfg, jax.random.key(c.seed), (c.data.height, c.data.width))
-  # A model whose heads keep no running statistics (head_norm 'group'/'layer') has none.
-  state = TrainState(v["params"], v.get("batch_stats", {}), tx.init(v["params"]), jnp.zeros((), jnp.int32))
+  state = initial_state(c, mcfg, tx)
 
   def batch(s):
     # Batches depend only on (seed, step), so a resumed run sees the same ones.
