@@ -90,7 +90,7 @@ def make_step(cfg, tx, c):
     acc = jnp.sum((logits.argmax(-1) == lab) * ok) / jnp.maximum(ok.sum(), 1)
     return ce + c.kd_weight * kd_loss, (upd["batch_stats"], ce, kd_loss, acc)
 
-  @jax.jit
+  @functools.partial(jax.jit, donate_argnums=0)  # the old state's buffers hold the new one
   def step(state, scene, key):
     (loss, (bs, ce, kd, acc)), g = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.batch_stats, scene, key)

@@ -90,7 +90,7 @@ def make_train_step(model: YSegFormer, tx, c):
     stats = {**batch_stats, **upd.get("batch_stats", {}), **upd_r.get("batch_stats", {})}
     return ce_weight * ce + rec_weight * rec, (stats, ce, rec)
 
-  @jax.jit
+  @functools.partial(jax.jit, donate_argnums=0)  # the old state's buffers hold the new one
   def step(state: TrainState, imgs, labs, key):
     (loss, (bs, ce, rec)), g = jax.value_and_grad(loss_fn, has_aux=True)(
         state.params, state.batch_stats, imgs, labs, key, state.step)

@@ -8,6 +8,7 @@ dropped from use afterwards: TTT-KD reads the features only.
 """
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -37,7 +38,7 @@ def make_step(model: RoomTeacher, tx, compute_dtype: str = "float32"):
     acc = jnp.sum((logits.argmax(-1) == labs) * valid) / jnp.maximum(valid.sum(), 1)
     return ce, acc
 
-  @jax.jit
+  @functools.partial(jax.jit, donate_argnums=0)  # the old state's buffers hold the new one
   def step(state, imgs, labs, key):
     (ce, acc), g = jax.value_and_grad(loss_fn, has_aux=True)(state.params, imgs, labs, key)
     upd, opt = tx.update(g, state.opt_state, state.params)
