@@ -20,6 +20,9 @@ of concurrent compilations. Results are written
 after every cell (`<out>/accelerator.json`), and a rerun skips finished cells.
 --profile adds FLOPs per frame, achieved TFLOP/s and a traced run's busiest ops
 to each video cell (`drivers.py --profile`; traces under `<out>/profiles`).
+--matmul-precision sets every cell's `jax_default_matmul_precision` (JAX's default
+runs float32 dots and convolutions on TF32 units on recent NVIDIA GPUs; 'highest'
+for true float32); each cell records it, and a sweep resumes only at its own.
 """
 from __future__ import annotations
 
@@ -99,17 +102,18 @@ def cells(quick: bool) -> list[dict]:
 
 
 def _argv(cell: dict, json_path: Path) -> list[str]:
+  precision = ["--matmul-precision", cell.get("matmul_precision", "")]
   if cell.get("kind") == "ditta":
     return [sys.executable, str(Path(__file__).resolve()), "ditta", "--size", cell["size"],
             "--height", str(cell["height"]), "--width", str(cell["width"]),
-            "--frames", str(cell["frames"]), "--json", str(json_path)] + _scan_flag(cell)
+            "--frames", str(cell["frames"]), "--json", str(json_path)] + _scan_flag(cell) + precision
   argv = [sys.executable, str(HERE / "drivers.py"), "--json", str(json_path)]
   for k in ("size", "height", "width", "frames", "batch", "videos", "repeats"):
     argv += [f"--{k}", str(cell[k])]
   argv += ["--micro-batches", str(cell.get("micro_batches", 1)), "--remat", cell.get("remat", "none"),
            "--compute-dtype", cell.get("compute_dtype", "float32"),
            "--modes", *cell["modes"], "--drivers", *cell["drivers"]]
-  argv += _scan_flag(cell)
+  argv += _scan_flag(cell) + precision
   return argv + (["--native-conv"] if cell.get("native_conv") else [])
 
 
@@ -122,11 +126,13 @@ def ditta_cell(argv=None):
   p.add_argument("--width", type=int, default=VSPW_HW[1])
   p.add_argument("--frames", type=int, default=16)
   p.add_argument("--scan-blocks", action="store_true", help="each encoder stage as one lax.scan")
+  p.add_argument("--matmul-precision", default="", help="as drivers.py's ('' = JAX's default)")
   p.add_argument("--json", required=True)
   p.add_argument("--lock", default="")
   a = p.parse_args(argv)
   import jax
-  from drivers import exclusive, peak_memory_gb
+  from drivers import exclusive, peak_memory_gb, set_matmul_precision
+  precision = set_matmul_precision(a.matmul_precision)
   from ttt_jax.data.synthetic import VideoSpec, make_video
   from ttt_jax.io.files import write_json
   from ttt_jax.methods.defaults import ditta_config
@@ -134,7 +140,7 @@ def ditta_cell(argv=None):
 
   frames = make_video(VideoSpec(seed=7000, num_frames=a.frames, height=a.height, width=a.width))[0]
   out = {"device": str(jax.devices()[0]), "model": a.size, "frame_size": [a.height, a.width],
-         "frames_per_video": a.frames, "scan_blocks": a.scan_blocks}
+         "frames_per_video": a.frames, "scan_blocks": a.scan_blocks, "matmul_precision": precision}
   for name, cfg in (("ditta", ditta_config(distill=False)), ("iss", ditta_config(kind="none", name="iss"))):
     with cfg.unlocked():
       cfg.model.checkpoint, cfg.model.size, cfg.method.mode = "random", a.size, "none"
@@ -190,15 +196,26 @@ def sweep(argv=None):
                  "FLOPs per frame, achieved TFLOP/s and the device's busiest ops (drivers.py --profile)")
   p.add_argument("--parallel", type=int, default=1,
                  help="cells compiling at once (their timed runs still take turns: a lock file)")
+  p.add_argument("--matmul-precision", default="",
+                 help="every cell's jax_default_matmul_precision ('' = JAX's default: TF32 for float32 "
+                 "dots and convolutions on recent NVIDIA GPUs; 'highest' for true float32)")
   a = p.parse_args(argv)
+  from drivers import check_matmul_precision
+  check_matmul_precision(a.matmul_precision)   # an unknown name is refused here, before any cell
   out = Path(a.out)
-  out.mkdir(parents=True, exist_ok=True)
   summary = out / "accelerator.json"
   done = json.loads(summary.read_text()) if summary.exists() else {}
+  # A rerun resumes a sweep; one at another precision would mix figures under one name.
+  other = sorted(n for n, r in done.items() if r.get("cell", {}).get("matmul_precision", "") != a.matmul_precision)
+  if other:
+    raise SystemExit(f"--out {out}: cells {other} were run at another --matmul-precision "
+                     f"(asked: {a.matmul_precision!r}); give this precision its own --out")
+  out.mkdir(parents=True, exist_ok=True)
   from ttt_jax.io.files import write_json
   env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent),
                                                       os.environ.get("PYTHONPATH", "")])}
-  todo = [c for c in (short_cells() if a.short else cells(a.quick)) if not (a.only and c["name"] not in a.only)
+  todo = [dict(c, matmul_precision=a.matmul_precision) for c in (short_cells() if a.short else cells(a.quick))
+          if not (a.only and c["name"] not in a.only)
           and not ("rows" in done.get(c["name"], {}) or "ditta_fps" in done.get(c["name"], {}))]
   (out / "cells").mkdir(exist_ok=True)
   lock = out / "device.lock"

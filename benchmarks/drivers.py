@@ -53,6 +53,32 @@ def peak_memory_gb() -> tuple[float, str]:
   return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, "process peak RSS"
 
 
+# What JAX's default matmul precision means where no precision is set (JAX's "Matmul
+# precision" page): float32 dots and convolutions may run at reduced precision inside,
+# TF32 on recent NVIDIA GPUs, bfloat16 passes on TPU; full float32 on a CPU. A FLOP rate
+# on a GPU is then one of TF32 units, not of float32 ones.
+DEFAULT_PRECISION = "default (TF32 on recent NVIDIA GPUs, bfloat16 passes on TPU, float32 on CPU)"
+
+
+def check_matmul_precision(value: str) -> None:
+  """Refuses a `--matmul-precision` JAX does not know, with JAX's list of names; sets
+  nothing ('' is JAX's default)."""
+  try:
+    with jax.default_matmul_precision(value or None):
+      pass
+  except ValueError as e:
+    raise SystemExit(f"--matmul-precision {value!r}: {e}") from None
+
+
+def set_matmul_precision(value: str) -> str:
+  """Sets this process's `jax_default_matmul_precision` to `value` ('' keeps JAX's
+  default) and returns what a result should record."""
+  check_matmul_precision(value)
+  if value:
+    jax.config.update("jax_default_matmul_precision", value)
+  return jax.config.jax_default_matmul_precision or DEFAULT_PRECISION
+
+
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--size", default="builtin", help="'builtin' (shipped small model) or a SegFormer size")
@@ -78,7 +104,11 @@ def main(argv=None):
   p.add_argument("--profile", default="", help="a directory: each step kind's first driver runs once more "
                  "under jax.profiler (trace kept there, summary in the JSON), and each row gets its "
                  "FLOPs per frame and achieved TFLOP/s (benchmarks/profiling.py)")
+  p.add_argument("--matmul-precision", default="", help="jax_default_matmul_precision for float32 "
+                 "dots and convolutions: '' (JAX's default: TF32 on recent NVIDIA GPUs), highest, "
+                 "tensorfloat32, bfloat16, ... (recorded in the JSON)")
   a = p.parse_args(argv)
+  precision = set_matmul_precision(a.matmul_precision)
   if a.native_conv:
     import ttt_jax.models.conv as conv
     conv.conv2d = conv._native  # noqa: SLF001 - the comparison this flag exists for
@@ -158,8 +188,8 @@ def main(argv=None):
       "device": str(jax.devices()[0]), "platform": platform.processor() or platform.machine(),
       "model": a.size, "frame_size": [a.height, a.width], "frames_per_video": a.frames,
       "batch": a.batch, "micro_batches": a.micro_batches, "remat": a.remat,
-      "scan_blocks": a.scan_blocks, "compute_dtype": a.compute_dtype, "window": a.window,
-      "videos_vmap": a.videos,
+      "scan_blocks": a.scan_blocks, "compute_dtype": a.compute_dtype, "matmul_precision": precision,
+      "window": a.window, "videos_vmap": a.videos,
       "conv": "native" if a.native_conv else "scan-friendly (shift depthwise, patchify, patches-einsum dW)",
       "rows": rows, "peak_memory_gb": peak, "peak_memory_is": peak_what, "versions": versions()}
   by = {r["step"]: r for r in rows}
@@ -169,7 +199,8 @@ def main(argv=None):
     result["adapt_cost_ratio_scan"] = by["predict-only"]["scan_fps"] / by["adapting"]["scan_fps"]
   print(f"device {result['device']}; model {a.size}; frames {a.height}x{a.width}; {a.frames} frames/video; "
         f"adapting = 1 step/frame, window {a.window}, batch {a.batch} in {a.micro_batches} micro-batches, "
-        f"remat {a.remat}, {a.compute_dtype}, scan_blocks {a.scan_blocks}; conv: {result['conv']}")
+        f"remat {a.remat}, {a.compute_dtype}, scan_blocks {a.scan_blocks}; conv: {result['conv']}; "
+        f"matmul precision: {precision}")
   print(f"{'step':<14} {'driver':<8} {'frames/s':>9} {'compile s':>10}")
   for r in rows:
     for d in a.drivers:

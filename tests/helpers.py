@@ -2,6 +2,7 @@
 variant, overridden as on the command line) and short synthetic videos."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import jax
@@ -12,6 +13,17 @@ from ttt_jax.data import synthetic
 from ttt_jax.runner.run import make_runner
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+BENCHMARKS = CONFIGS.parent / "benchmarks"
+
+
+def load_benchmark(name: str, monkeypatch):
+  """benchmarks/<name>.py as a module, its folder first on sys.path as when it is run
+  (the scripts import each other by name)."""
+  monkeypatch.syspath_prepend(str(BENCHMARKS))
+  spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
 
 
 def tiny_config(name: str = "online_ttt_mae", *overrides: str):

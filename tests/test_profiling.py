@@ -15,6 +15,8 @@ from ttt_jax.methods.defaults import video_config
 from ttt_jax.methods.model_source import source_model
 from ttt_jax.runner.run import make_runner
 
+from tests.helpers import load_benchmark
+
 _spec = importlib.util.spec_from_file_location(
     "profiling", Path(__file__).resolve().parent.parent / "benchmarks" / "profiling.py")
 profiling = importlib.util.module_from_spec(_spec)
@@ -72,16 +74,6 @@ def test_a_run_s_frame_flops_ignore_scanned_stages_and_micro_batches(video_THWC)
   assert profiling.config_frame_flops(none_c, source_model(none_c), video_THWC)["per_frame"] == plain["predict"]
 
 
-def _benchmark(name, monkeypatch):
-  """benchmarks/<name>.py as a module, its folder first on sys.path as when it is run."""
-  benchmarks = Path(__file__).resolve().parent.parent / "benchmarks"
-  monkeypatch.syspath_prepend(str(benchmarks))
-  spec = importlib.util.spec_from_file_location(f"{name}_benchmark", benchmarks / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
 def _pretrain_cfg(batch, **model):
   c = load_config_file("configs/pretrain_synthetic.py")
   c.model.size, c.data.height, c.data.width, c.batch_size = "small", 32, 32, batch  # 'small': a scanned stage
@@ -97,7 +89,7 @@ def test_a_pretraining_step_s_flops_are_affine_in_the_batch_and_ignore_scanned_s
   # Counted unscanned: a scanned stage's loop body would count one block.
   assert profiling.pretrain_step_flops(_pretrain_cfg(2, scan_blocks=True)) == f[2]
   # flops.py --pretrain: the whole run is `steps` such steps.
-  flops = _benchmark("flops", monkeypatch)
+  flops = load_benchmark("flops", monkeypatch)
   path = "configs/pretrain_synthetic.py"
   out = flops.main(["--pretrain", path, "--budget-s", "100", "--json", str(tmp_path / "p.json")])
   (row,) = out["rows"]
@@ -128,7 +120,7 @@ def test_remat_benchmark_shows_the_recomputation_that_survived(tmp_path, monkeyp
   """benchmarks/remat.py on the shipped small model (stage 3 has two blocks, the only
   stage it scans): scanned and rematerialised, the compiled program recomputes (more
   dot and convolution ops) and plans fewer bytes per sample."""
-  remat = _benchmark("remat", monkeypatch)
+  remat = load_benchmark("remat", monkeypatch)
   out = remat.main(["--sizes", "small", "--frames", "32x32", "--remats", "none", "blocks",
                     "--json", str(tmp_path / "remat.json")])
   assert (tmp_path / "remat.json").exists()
