@@ -16,10 +16,12 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 BENCHMARKS = CONFIGS.parent / "benchmarks"
 
 
-def load_benchmark(name: str, monkeypatch):
-  """benchmarks/<name>.py as a module, its folder first on sys.path as when it is run
-  (the scripts import each other by name)."""
-  monkeypatch.syspath_prepend(str(BENCHMARKS))
+def load_benchmark(name: str, monkeypatch=None):
+  """benchmarks/<name>.py as a module. With `monkeypatch` its folder comes first on
+  sys.path for the test, as when the script is run (the scripts import each other by
+  name); without, for a module that imports none of them (profiling.py)."""
+  if monkeypatch is not None:
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
   spec = importlib.util.spec_from_file_location(f"{name}_benchmark", BENCHMARKS / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)

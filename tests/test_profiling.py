@@ -1,8 +1,6 @@
 """benchmarks/profiling.py: the FLOP counts and trace summaries the accelerator
 sweep reports (`drivers.py --profile`)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -17,10 +15,7 @@ from ttt_jax.runner.run import make_runner
 
 from tests.helpers import load_benchmark
 
-_spec = importlib.util.spec_from_file_location(
-    "profiling", Path(__file__).resolve().parent.parent / "benchmarks" / "profiling.py")
-profiling = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(profiling)
+profiling = load_benchmark("profiling")
 
 
 def _runner(**model):
