@@ -3,6 +3,7 @@ adapting loss and its gradient, per sample and fixed, as a table and JSON.
 
   python benchmarks/remat.py                                  # small / B0 / B2 at 864 x 480
   python benchmarks/remat.py --sizes b5 --frames 512x512
+  python benchmarks/remat.py --sizes small --scans scanned   # scanned stages only
 
 Each cell compiles online TTT-MAE's loss-and-gradient on 1 and 2 samples from
 shapes alone (`ttt_jax.engine.microbatch.compiled_step`; arguments, outputs and
@@ -32,6 +33,8 @@ def main(argv=None):
                  help="'small' (shipped weights) or SegFormer sizes (random weights)")
   p.add_argument("--frames", nargs="+", default=["480x864"], help="HxW")
   p.add_argument("--remats", nargs="+", default=["none", "blocks", "blocks_dots"])
+  p.add_argument("--scans", nargs="+", choices=["unrolled", "scanned"], default=["unrolled", "scanned"],
+                 help="stages unrolled and/or scanned (model.scan_blocks)")
   p.add_argument("--json", default="benchmarks/results/remat.json")
   a = p.parse_args(argv)
 
@@ -47,6 +50,7 @@ def main(argv=None):
   from ttt_jax.runner.run import make_runner
 
   frames = [tuple(int(v) for v in hw.split("x")) for hw in a.frames]
+  scans = [name == "scanned" for name in dict.fromkeys(a.scans)]  # in the order given, each once
   videos = {hw: make_video(VideoSpec(seed=1, num_frames=2, height=hw[0], width=hw[1]))[0] for hw in frames}
   rows = []
   print(f"{'model':<6} {'frame':>9} {'scan':>5} {'remat':>11} {'per sample GB':>13} {'fixed GB':>9} {'matmuls':>7} {'compile s':>9}")
@@ -56,7 +60,7 @@ def main(argv=None):
     c.model.size = size
     c.method.batch_size, c.method.window = 2, 2
     loaded = source_model(c)  # once per size: remat and scanning are compute options of its cfg
-    for (h, w), (scan, remat) in itertools.product(frames, itertools.product((False, True), a.remats)):
+    for (h, w), (scan, remat) in itertools.product(frames, itertools.product(scans, a.remats)):
       model = dataclasses.replace(loaded, cfg=dataclasses.replace(loaded.cfg, remat=remat, scan_blocks=scan))
       runner = make_runner(c, model=model)[0]
       s, ctx, data_T = step_inputs(runner, videos[h, w])

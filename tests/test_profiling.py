@@ -114,13 +114,15 @@ def test_a_trace_summary_names_the_ops_that_ran(tmp_path):
 def test_remat_benchmark_shows_the_recomputation_that_survived(tmp_path, monkeypatch):
   """benchmarks/remat.py on the shipped small model (stage 3 has two blocks, the only
   stage it scans): scanned and rematerialised, the compiled program recomputes (more
-  dot and convolution ops) and plans fewer bytes per sample."""
+  dot and convolution ops) and plans fewer bytes per sample. Scanned cells only: on the
+  CPU backend unrolled remat saves nothing (the module docstring says why), so the
+  unrolled cells would cost four more compiles and show nothing to assert."""
   remat = load_benchmark("remat", monkeypatch)
   out = remat.main(["--sizes", "small", "--frames", "32x32", "--remats", "none", "blocks",
-                    "--json", str(tmp_path / "remat.json")])
+                    "--scans", "scanned", "--json", str(tmp_path / "remat.json")])
   assert (tmp_path / "remat.json").exists()
   rows = {(r["scan_blocks"], r["remat"]): r for r in out["rows"]}
-  assert set(rows) == {(False, "none"), (False, "blocks"), (True, "none"), (True, "blocks")}
+  assert set(rows) == {(True, "none"), (True, "blocks")}, sorted(rows)
   assert all(r["per_sample_gb"] > 0 and r["fixed_gb"] > 0 for r in rows.values()), rows
   plain, recomputed = rows[True, "none"], rows[True, "blocks"]
   assert recomputed["matmuls"] > plain["matmuls"], (plain, recomputed)
