@@ -50,7 +50,7 @@ def main(argv=None):
   from ttt_jax.runner.run import make_runner
 
   frames = [tuple(int(v) for v in hw.split("x")) for hw in a.frames]
-  scans = [name == "scanned" for name in dict.fromkeys(a.scans)]  # in the order given, each once
+  scans = [name == "scanned" for name in a.scans]
   videos = {hw: make_video(VideoSpec(seed=1, num_frames=2, height=hw[0], width=hw[1]))[0] for hw in frames}
   rows = []
   print(f"{'model':<6} {'frame':>9} {'scan':>5} {'remat':>11} {'per sample GB':>13} {'fixed GB':>9} {'matmuls':>7} {'compile s':>9}")
